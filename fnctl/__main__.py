@@ -1,0 +1,3 @@
+from fnctl.cli import main
+
+main()

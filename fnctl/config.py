@@ -1,0 +1,100 @@
+"""Per-machine settings: where templates live, which base images to use.
+
+A machine that cannot pull public images (an air-gapped build host, or the
+CI of this project) maps the templates' public base images to local ones:
+
+    # /etc/fnctl/config.yaml, ~/.config/fnctl/config.yaml or $FNCTL_CONFIG
+    images:
+      "debian:bookworm-slim": "registry.internal/debian:bookworm-slim"
+    local:
+      ports: "31000-31999"
+
+$FNCTL_CONFIG, when set, is the only file read. Otherwise the system file is
+read first and the user's file overrides it key by key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from fnctl.errors import UsageError
+
+SYSTEM_CONFIG = Path("/etc/fnctl/config.yaml")
+DEFAULT_PORT_RANGE = (31000, 31999)
+
+
+@dataclass(frozen=True)
+class Config:
+    images: dict[str, str] = field(default_factory=dict)
+    port_range: tuple[int, int] = DEFAULT_PORT_RANGE
+    files: tuple[str, ...] = ()
+
+    def image(self, reference: str) -> str:
+        """The image to use for a template's default `reference`."""
+        return self.images.get(reference, reference)
+
+
+def _config_files() -> list[Path]:
+    explicit = os.environ.get("FNCTL_CONFIG")
+    if explicit:
+        return [Path(explicit)]
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "fnctl" / "config.yaml"
+    return [p for p in (SYSTEM_CONFIG, user) if p.is_file()]
+
+
+def _read(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as e:
+        raise UsageError(f"config file {path} does not exist", "unset FNCTL_CONFIG or create the file") from e
+    except yaml.YAMLError as e:
+        raise UsageError(f"config file {path} is not valid YAML: {e}", "fix or remove the file") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a mapping", "see docs/configuration.md")
+    return data
+
+
+def parse_port_range(text: str, origin: str) -> tuple[int, int]:
+    try:
+        low, _, high = str(text).partition("-")
+        start, end = int(low), int(high or low)
+    except ValueError:
+        start = end = -1
+    if not (1 <= start <= end <= 65535):
+        raise UsageError(f"{origin}: port range {text!r} is not of the form LOW-HIGH within 1-65535",
+                         "write it like 31000-31999")
+    return start, end
+
+
+@cache
+def load() -> Config:
+    images: dict[str, str] = {}
+    ports = None
+    files = _config_files()
+    for path in files:
+        data = _read(path)
+        images.update({str(k): str(v) for k, v in (data.get("images") or {}).items()})
+        local = data.get("local") or {}
+        if "ports" in local:
+            ports = parse_port_range(local["ports"], str(path))
+    env_ports = os.environ.get("FNCTL_LOCAL_PORTS")
+    if env_ports:
+        ports = parse_port_range(env_ports, "FNCTL_LOCAL_PORTS")
+    return Config(images=images, port_range=ports or DEFAULT_PORT_RANGE, files=tuple(map(str, files)))
+
+
+def templates_dir() -> Path:
+    """The built-in build templates: a source checkout's, else the installed copy."""
+    override = os.environ.get("FNCTL_TEMPLATES_DIR")
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parent.parent / "buildtemplates"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "fnctl" / "buildtemplates"

@@ -1,0 +1,101 @@
+"""The data that flows between the CLI, the core and the targets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class DeployRequest:
+    name: str
+    source: str                       # folder, single file, or git URL
+    template: str                     # build template name or alias
+    build_args: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    revision: str | None = None       # git branch, tag or commit
+    wait: bool = True
+    timeout: float = 600.0
+    # Cluster-only settings; the local target ignores them.
+    env_secrets: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    concurrency: int | None = None    # containerConcurrency
+    min_scale: int | None = None
+    max_scale: int | None = None
+    concurrency_target: int | None = None
+    registry_host: str = "knative.registry.svc.cluster.local"
+    registry_secret: str | None = None
+    insecure_registry: bool = False
+    kaniko_image: str | None = None
+
+
+@dataclass
+class ServiceInfo:
+    """One deployed function, as `get`/`describe` show it (the -o json contract)."""
+
+    name: str
+    target: str                       # "local" or "cluster"
+    url: str | None = None
+    ready: bool | None = None
+    reason: str | None = None
+    message: str | None = None
+    revision: str | None = None       # latest ready revision, e.g. NAME-00002
+    image: str | None = None
+    template: str | None = None
+    namespace: str | None = None
+    created: str | None = None        # RFC 3339
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DeployResult:
+    service: ServiceInfo
+    unchanged: bool = False           # nothing to build or restart
+    built: bool = True                # False when the image came from the cache
+    phases: dict[str, float] = field(default_factory=dict)   # seconds per phase
+
+    def to_dict(self) -> dict:
+        return {**self.service.to_dict(), "unchanged": self.unchanged, "built": self.built,
+                "phases": {k: round(v, 3) for k, v in self.phases.items()}}
+
+
+class Reporter(Protocol):
+    """Where the core reports progress; the CLI decides how to show it."""
+
+    def phase(self, name: str, detail: str = "") -> None:
+        """A new phase begins: source, build, push, deploy, wait ..."""
+
+    def log(self, line: str) -> None:
+        """One line of build or container output, as it happens."""
+
+    def note(self, text: str) -> None:
+        """A one-line remark, e.g. which target was chosen and why."""
+
+
+class SilentReporter:
+    def phase(self, name: str, detail: str = "") -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+class Target(Protocol):
+    """Where functions run: the local Docker engine or a Knative cluster."""
+
+    name: str
+
+    def deploy(self, request: DeployRequest, reporter: Reporter) -> DeployResult: ...
+
+    def list(self) -> list[ServiceInfo]: ...
+
+    def describe(self, name: str) -> ServiceInfo: ...
+
+    def delete(self, name: str) -> None: ...

@@ -1,0 +1,70 @@
+"""Cloning git sources: the only module that imports `git` (gitpython).
+
+It drives the user's own git, so credential helpers, ~/.gitconfig URL
+rewrites, ssh keys and agents work exactly as they do for `git clone`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from fnctl.errors import SourceError
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
+
+
+def looks_like_git_url(spec: str) -> bool:
+    return (spec.startswith(("https://", "http://", "ssh://", "git://", "file://", "git+ssh://"))
+            or bool(_SCP_LIKE.match(spec)))
+
+
+def _git_env() -> dict[str, str]:
+    env = {}
+    if not sys.stdin.isatty():
+        # No one can answer a password prompt: fail at once instead of hanging.
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        env.setdefault("GIT_SSH_COMMAND", os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"))
+    return env
+
+
+def _stderr_of(error: Exception) -> str:
+    text = getattr(error, "stderr", "") or str(error)
+    lines = [line.strip() for line in str(text).strip().strip("'").splitlines()
+             if line.strip() and not line.strip().startswith("stderr:")]
+    return "; ".join(lines)[-600:] or str(error)
+
+
+def clone(url: str, dest: Path, revision: str | None) -> str:
+    """Clone `url` into `dest` at `revision` (branch, tag or commit); return the commit."""
+    try:
+        import git
+    except ImportError as e:  # pragma: no cover - git binary missing
+        raise SourceError("git is not available to clone the source", "install git") from e
+    env = _git_env()
+    try:
+        if revision:
+            repo = git.Repo.clone_from(url, dest, no_checkout=True, env=env)
+        else:
+            repo = git.Repo.clone_from(url, dest, depth=1, env=env)
+    except git.GitCommandError as e:
+        raise SourceError(
+            f"cannot clone {url}: {_stderr_of(e)}",
+            "check the URL and that your own `git clone` of it works (fnctl uses your git credentials)",
+        ) from e
+    if revision:
+        try:
+            repo.git.checkout(revision, env=env)
+        except git.GitCommandError as e:
+            try:
+                # Not a local name: perhaps a remote branch or a tag not yet fetched.
+                repo.git.fetch("origin", revision, env=env)
+                repo.git.checkout("FETCH_HEAD", env=env)
+            except git.GitCommandError:
+                raise SourceError(
+                    f"revision {revision!r} does not exist in {url}",
+                    "give a branch, tag or commit that exists (git ls-remote lists them)",
+                ) from e
+    return repo.head.commit.hexsha

@@ -1,0 +1,61 @@
+"""Checks of user input that every target shares."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from fnctl.errors import UsageError
+
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def service_name(name: str) -> str:
+    """Knative Service names are DNS-1035 labels (they become hostnames)."""
+    if not name or len(name) > 63 or not _DNS1035.match(name):
+        why = "longer than 63 characters" if len(name) > 63 else "not a lowercase DNS-1035 label"
+        raise UsageError(
+            f"invalid service name {name!r}: {why}",
+            "use lowercase letters, digits and '-', start with a letter, end with a letter or digit, "
+            "at most 63 characters (e.g. 'lambda-bash')",
+        )
+    return name
+
+
+def key_values(pairs: Iterable[str], option: str) -> dict[str, str]:
+    """Parse repeated K=V options, keeping the order given."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} {pair!r} is not of the form KEY=VALUE",
+                             f"write it like {option} NAME=value")
+        if option == "--env" and not _ENV_NAME.match(key):
+            raise UsageError(f"{option} {key!r} is not a valid environment variable name",
+                             "use letters, digits and '_', not starting with a digit")
+        if "\n" in value or "\r" in value:
+            raise UsageError(f"{option} {key}: the value has a line break", "pass a single-line value")
+        result[key] = value
+    return result
+
+
+def duration(text: str) -> float:
+    """'90s', '10m', '1h30m', '500ms' or plain seconds, to seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION.finditer(text):
+            if match.start() != pos:
+                break
+            value, unit = float(match.group(1)), match.group(2)
+            seconds += value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise UsageError(f"invalid duration {text!r}", "use a number of seconds or e.g. 90s, 10m, 1h30m") from None
+    if seconds <= 0:
+        raise UsageError(f"invalid duration {text!r}: it must be positive", "e.g. --timeout 10m")
+    return seconds
