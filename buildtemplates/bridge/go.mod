@@ -1,0 +1,3 @@
+module fnctl.dev/bridge
+
+go 1.19
