@@ -1,0 +1,457 @@
+"""The cluster target: functions as Knative Services, images built in the cluster by kaniko.
+
+    target = ClusterTarget(context=None, namespace=None)   # kubeconfig's current context / namespace
+    result = target.deploy(request, reporter)               # source -> context -> kaniko -> Knative
+    target.list(); target.describe(name); target.delete(name)
+    target.deploy_template("path/or/https://.../template.yaml"); target.templates(); target.delete_template(name)
+    target.dry_run(request)                                  # the objects a deploy would create; no API call
+
+Nothing talks to the cluster before the first method call that needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from fnctl import config, knative, templates, validation
+from fnctl.builders.kaniko import (DEFAULT_INIT_IMAGE, DEFAULT_KANIKO_IMAGE, BuildOptions, BuildSpec,
+                                   KanikoBuilder, configmap_manifest, pod_manifest)
+from fnctl.errors import NotFoundError, TemplateError, UsageError
+from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
+from fnctl.source import ContextFile, SourceTree, checkout, make_context, package, subfolder
+from fnctl.source.context import BuildContext, file_from_path
+
+RUNTIME_IMAGES = "fnctl-runtime-images"           # ConfigMap: runtime context digest -> image@digest
+TEMPLATE_LABEL = "fnctl.dev/buildtemplate"
+TEMPLATE_PATHS = "fnctl.dev/paths"                 # annotation: ConfigMap key -> file path, when they differ
+TEMPLATE_PREFIX = "fnctl-buildtemplate-"
+TEMPLATE_LIMIT = 900 * 1024
+MANAGED_BY = {"app.kubernetes.io/managed-by": "fnctl"}
+_CM_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+class ClusterTarget:
+    """Deploys to Knative Serving in a Kubernetes cluster.
+
+    `context`: kubeconfig context (default: the current one). `namespace`: default the
+    context's namespace, else `default` (in a pod: the service account's namespace).
+    `build_timeout` bounds each kaniko build (seconds); a request's `timeout` bounds the
+    wait for readiness. `init_image` runs the upload init container of large contexts.
+    """
+
+    name = "cluster"
+
+    def __init__(self, context: str | None = None, namespace: str | None = None, *,
+                 build_timeout: float = 1800.0, init_image: str = DEFAULT_INIT_IMAGE):
+        self.context = context
+        self._namespace = namespace
+        self.build_timeout = build_timeout
+        self.init_image = init_image
+        self._kube = None
+        self._knative_checked = False
+
+    # -- connection -------------------------------------------------------
+
+    @property
+    def kube(self):
+        if self._kube is None:
+            from fnctl.kube import connect
+
+            self._kube = connect(self.context, self._namespace)
+        return self._kube
+
+    @property
+    def namespace(self) -> str:
+        """The namespace in use (connects to find out only if not given)."""
+        if self._namespace:
+            return self._namespace
+        return self.kube.namespace
+
+    def _knative(self):
+        kube = self.kube
+        if not self._knative_checked:
+            from fnctl.kube.errors import knative_missing
+
+            if not kube.api_group_served("serving.knative.dev", "v1"):
+                raise knative_missing(kube.server)
+            self._knative_checked = True
+        return kube
+
+    # -- deploy -----------------------------------------------------------
+
+    def deploy(self, request: DeployRequest, reporter: Reporter) -> DeployResult:
+        from fnctl.kube.client import KSERVICES
+
+        validation.service_name(request.name)
+        phases = PhaseClock(reporter)
+        kube = self._knative()
+        template = templates.find(request.template, extra=self.templates())
+        phases.phase("source", request.source)
+        values, files, origin = _prepare_source(request, template)
+        options = self._options(request)
+        builder = KanikoBuilder(kube, options, phases)
+        runtime_image = self._runtime_image(kube, builder, request, template, values, phases)
+        context = function_context(files, template, values, runtime_image)
+        existing = kube.get(KSERVICES, request.name)
+        image = _reusable_image(existing, context, options.registry_host)
+        built = image is None
+        if image is None:
+            spec = BuildSpec(service=request.name,
+                             destination=function_destination(options.registry_host, kube.namespace,
+                                                              request.name, context),
+                             context=context, build_args=_build_args(values, runtime_image))
+            image = builder.build(spec)
+        else:
+            phases.note(f"the function's build context is unchanged ({context.short_digest}); "
+                        "reusing its image")
+        manifest = knative.service_manifest(request, kube.namespace, image, template=template.name,
+                                            source=origin, context_digest=context.digest)
+        phases.phase("deploy", f"Knative Service {request.name} in namespace {kube.namespace}")
+        obj, created = knative.apply(kube, manifest)
+        generation = (obj.get("metadata") or {}).get("generation")
+        unchanged = (not created and existing is not None
+                     and (existing.get("metadata") or {}).get("generation") == generation)
+        if request.wait:
+            phases.phase("wait", f"for {request.name} to be ready (timeout {request.timeout:g}s)")
+            obj = knative.wait_ready(kube, request.name, generation, request.timeout)
+        phases.stop()
+        return DeployResult(knative.service_info(obj), unchanged=unchanged and not built, built=built,
+                            phases=phases.totals)
+
+    def _options(self, request: DeployRequest) -> BuildOptions:
+        return BuildOptions(registry_host=request.registry_host, registry_secret=request.registry_secret,
+                            insecure_registry=request.insecure_registry,
+                            kaniko_image=request.kaniko_image or DEFAULT_KANIKO_IMAGE,
+                            init_image=self.init_image, timeout=self.build_timeout)
+
+    def _runtime_image(self, kube, builder: KanikoBuilder, request: DeployRequest,
+                       template: templates.BuildTemplate, values: dict[str, str], reporter) -> str | None:
+        """The template's runtime image by digest, built only when this namespace has not built it yet."""
+        from fnctl.kube.client import CONFIGMAPS
+
+        context = template.runtime_context(values)
+        if context is None:
+            return None
+        host = request.registry_host
+        marker = kube.get(CONFIGMAPS, RUNTIME_IMAGES)
+        known = ((marker or {}).get("data") or {}).get(context.digest)
+        if known and known.startswith(host + "/"):
+            reporter.note(f"runtime image of {template.name} already built: {known}")
+            return known
+        spec = BuildSpec(service=request.name, destination=runtime_destination(host, template.name, context),
+                         context=context, kind="runtime",
+                         build_args={k: values[k] for k in template.runtime_image.parameters if k in values})
+        image = builder.build(spec)
+        self._remember_runtime(kube, marker, context.digest, image)
+        return image
+
+    def _remember_runtime(self, kube, marker: dict | None, digest: str, image: str) -> None:
+        from fnctl.kube.client import CONFIGMAPS
+
+        if marker is None:
+            try:
+                kube.create(CONFIGMAPS, runtime_marker(kube.namespace, {digest: image}))
+                return
+            except Exception as e:          # created meanwhile by another deploy: add our key
+                if getattr(e, "status", None) != 409:
+                    raise
+        kube.merge_patch(CONFIGMAPS, RUNTIME_IMAGES, {"data": {digest: image}})
+
+    # -- services ---------------------------------------------------------
+
+    def list(self) -> list[ServiceInfo]:
+        from fnctl.kube.client import KSERVICES
+
+        listing = self._knative().list(KSERVICES)
+        infos = [knative.service_info(o) for o in listing.get("items") or []]
+        return sorted(infos, key=lambda i: i.name)
+
+    def describe(self, name: str) -> ServiceInfo:
+        from fnctl.kube.client import KSERVICES
+
+        kube = self._knative()
+        obj = kube.get(KSERVICES, name)
+        if obj is None:
+            raise NotFoundError(f"service {name!r} not found in namespace {kube.namespace}",
+                                "`fnctl get service` lists the services")
+        return knative.service_info(obj)
+
+    def delete(self, name: str) -> None:
+        """Delete the Service and any build pods or ConfigMaps of it left behind."""
+        from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS
+
+        kube = self._knative()
+        found = kube.delete(KSERVICES, name)
+        selector = f"app.kubernetes.io/managed-by=fnctl,fnctl.dev/service={name}"
+        leftovers = 0
+        for res in (PODS, CONFIGMAPS):
+            for item in kube.list(res, label_selector=selector).get("items") or []:
+                kube.delete(res, item["metadata"]["name"])
+                leftovers += 1
+        if not found and not leftovers:
+            raise NotFoundError(f"service {name!r} not found in namespace {kube.namespace}",
+                                "`fnctl get service` lists the services")
+
+    # -- build templates in the cluster -------------------------------------
+
+    def templates(self) -> dict[str, templates.BuildTemplate]:
+        """The namespace's build templates (origin cluster:<namespace>), by name."""
+        from fnctl.kube.client import CONFIGMAPS
+
+        kube = self.kube
+        found = {}
+        for cm in kube.list(CONFIGMAPS, label_selector=TEMPLATE_LABEL).get("items") or []:
+            try:
+                t = template_from_configmap(cm, kube.namespace)
+            except TemplateError:
+                continue        # a broken one must not break every deploy; `describe` shows it
+            found[t.name] = t
+        return found
+
+    def deploy_template(self, file_or_url: str) -> templates.BuildTemplate:
+        """Store a template (folder, template.yaml file, or http(s) URL of a template.yaml) in the namespace."""
+        from fnctl.kube.client import CONFIGMAPS
+
+        kube = self.kube
+        text, files = read_template_source(file_or_url)
+        cm = template_configmap(text, files, kube.namespace)
+        template = template_from_configmap(cm, kube.namespace)
+        current = kube.get(CONFIGMAPS, cm["metadata"]["name"])
+        if current is None:
+            kube.create(CONFIGMAPS, cm)
+        else:
+            cm["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            kube.replace(CONFIGMAPS, cm)
+        return template
+
+    def delete_template(self, name: str) -> None:
+        from fnctl.kube.client import CONFIGMAPS
+
+        kube = self.kube
+        if not kube.delete(CONFIGMAPS, TEMPLATE_PREFIX + name):
+            raise NotFoundError(f"build template {name!r} not found in namespace {kube.namespace}",
+                                "`fnctl get buildtemplate` lists them")
+
+    # -- dry run ------------------------------------------------------------
+
+    def dry_run(self, request: DeployRequest) -> list[dict]:
+        """Every object a first deploy would create, without any API call.
+
+        Digests the cluster would assign are unknown, so images appear by tag.
+        Only built-in templates are known without the cluster.
+        """
+        from fnctl.kube.config import context_namespace
+
+        validation.service_name(request.name)
+        namespace = self._namespace or context_namespace(self.context)[1] or "default"
+        template = templates.find(request.template)
+        values, files, origin = _prepare_source(request, template)
+        options = self._options(request)
+        objects: list[dict] = []
+        runtime_image = None
+        runtime_ctx = template.runtime_context(values)
+        if runtime_ctx is not None:
+            runtime_image = runtime_destination(options.registry_host, template.name, runtime_ctx)
+            spec = BuildSpec(service=request.name, destination=runtime_image, context=runtime_ctx,
+                             kind="runtime",
+                             build_args={k: values[k] for k in template.runtime_image.parameters if k in values})
+            objects += _build_objects(spec, namespace, options)
+            objects.append(runtime_marker(namespace, {runtime_ctx.digest: runtime_image}))
+        context = function_context(files, template, values, runtime_image)
+        image = function_destination(options.registry_host, namespace, request.name, context)
+        spec = BuildSpec(service=request.name, destination=image, context=context,
+                         build_args=_build_args(values, runtime_image))
+        objects += _build_objects(spec, namespace, options)
+        objects.append(knative.service_manifest(request, namespace, image, template=template.name,
+                                                source=origin, context_digest=context.digest))
+        return objects
+
+
+# -- pure helpers ---------------------------------------------------------------
+
+class PhaseClock:
+    """A Reporter that passes everything on and times each phase (summed by name)."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+        self.totals: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self.stop()
+        self._current = (name, time.monotonic())
+        self.reporter.phase(name, detail)
+
+    def stop(self) -> None:
+        if self._current:
+            name, start = self._current
+            self.totals[name] = self.totals.get(name, 0.0) + time.monotonic() - start
+            self._current = None
+
+    def log(self, line: str) -> None:
+        self.reporter.log(line)
+
+    def note(self, text: str) -> None:
+        self.reporter.note(text)
+
+
+def _prepare_source(request: DeployRequest, template: templates.BuildTemplate):
+    """(resolved parameters, the function's files under src/, source annotation)."""
+    with checkout(request.source, request.revision) as tree:
+        # The machine's image map is for its local Docker engine; kaniko pulls in the cluster.
+        values = template.resolve(request.build_args, source_file=tree.file, cfg=config.Config())
+        files = source_files(tree, values)
+        origin = f"{tree.origin}@{tree.commit}" if tree.commit else tree.origin
+    return values, files, origin
+
+
+def source_files(tree: SourceTree, values: dict[str, str]) -> list[ContextFile]:
+    if tree.file:
+        return [file_from_path(f"src/{tree.file}", tree.root / tree.file)]
+    return package(subfolder(tree, values.get("DIRECTORY", ".")))
+
+
+def function_context(files: list[ContextFile], template: templates.BuildTemplate, values: dict[str, str],
+                     runtime_image: str | None) -> BuildContext:
+    dockerfile = template.render(values, runtime_image)
+    return make_context([*files, ContextFile("Dockerfile", dockerfile.encode())])
+
+
+def _build_args(values: dict[str, str], runtime_image: str | None) -> dict[str, str]:
+    args = dict(values)
+    if runtime_image is not None:
+        args[templates.RUNTIME_IMAGE_ARG] = runtime_image
+    return args
+
+
+def function_destination(host: str, namespace: str, name: str, context: BuildContext) -> str:
+    return f"{host}/{namespace}/{name}:{context.short_digest}"
+
+
+def runtime_destination(host: str, template: str, context: BuildContext) -> str:
+    return f"{host}/fnctl-runtime/{template}:{context.short_digest}"
+
+
+def _reusable_image(existing: dict | None, context: BuildContext, host: str) -> str | None:
+    """The running image when the Service was built from this very context (nothing to build)."""
+    if not existing:
+        return None
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(knative.CONTEXT_ANNOTATION) != context.digest:
+        return None
+    image = knative.service_info(existing).image or ""
+    return image if "@sha256:" in image and image.startswith(host + "/") else None
+
+
+def _build_objects(spec: BuildSpec, namespace: str, options: BuildOptions) -> list[dict]:
+    objects = [pod_manifest(spec, namespace, options)]
+    if spec.small:
+        objects.append(configmap_manifest(spec, namespace))
+    return objects
+
+
+def runtime_marker(namespace: str, data: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": RUNTIME_IMAGES, "namespace": namespace, "labels": dict(MANAGED_BY)},
+            "data": data}
+
+
+def read_template_source(file_or_url: str) -> tuple[str, dict[str, bytes]]:
+    """(template.yaml text, the files beside it) from a folder, a template.yaml, or an http(s) URL."""
+    if file_or_url.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(file_or_url, timeout=30) as resp:     # noqa: S310 - http(s) only
+                data = resp.read(TEMPLATE_LIMIT + 1)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise UsageError(f"cannot download the build template {file_or_url}: {getattr(e, 'reason', e)}",
+                             "check the URL; it must serve a template.yaml with an inline Dockerfile "
+                             "(dockerfileInline)") from None
+        try:
+            return data.decode(), {}
+        except UnicodeDecodeError:
+            raise TemplateError(f"{file_or_url} is not a text file", "give the URL of a template.yaml") from None
+    path = Path(file_or_url).expanduser()
+    if path.is_file():
+        folder = path.parent
+        main = path
+    elif path.is_dir():
+        folder = path
+        main = path / "template.yaml"
+        if not main.is_file():
+            raise TemplateError(f"{path} has no template.yaml", "a template folder needs template.yaml")
+    else:
+        raise UsageError(f"build template {file_or_url!r} does not exist",
+                         "give a template folder, its template.yaml, or an http(s) URL")
+    files = {p.relative_to(folder).as_posix(): p.read_bytes()
+             for p in sorted(folder.rglob("*"))
+             if p.is_file() and p != main and "__pycache__" not in p.parts and ".git" not in p.parts}
+    return main.read_text(), files
+
+
+def template_configmap(text: str, files: dict[str, bytes], namespace: str) -> dict:
+    """The ConfigMap holding a template: data template.yaml plus its files (binary ones in binaryData)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise TemplateError(f"the template is not valid YAML: {e}", "fix template.yaml") from None
+    # Validate before storing anything.
+    parsed = templates.parse(document, {**files, "template.yaml": text.encode()}, f"cluster:{namespace}")
+    data = {"template.yaml": text}
+    binary: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    for i, (path, content) in enumerate(sorted(files.items())):
+        key = path if _CM_KEY.match(path) and path not in ("template.yaml",) else f"file-{i}"
+        if key != path:
+            paths[key] = path
+        try:
+            data[key] = content.decode()
+        except UnicodeDecodeError:
+            import base64
+
+            binary[key] = base64.b64encode(content).decode()
+    size = len(text) + sum(len(c) for c in files.values())
+    if size > TEMPLATE_LIMIT:
+        raise TemplateError(f"build template {parsed.name!r} is {size // 1024} KiB; a cluster template must "
+                            f"stay under {TEMPLATE_LIMIT // 1024} KiB", "leave large files out of its folder")
+    meta: dict = {"name": TEMPLATE_PREFIX + parsed.name, "namespace": namespace,
+                  "labels": {**MANAGED_BY, TEMPLATE_LABEL: parsed.name}}
+    if paths:
+        meta["annotations"] = {TEMPLATE_PATHS: json.dumps(paths, sort_keys=True)}
+    cm: dict = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+    if binary:
+        cm["binaryData"] = binary
+    return cm
+
+
+def template_from_configmap(cm: dict, namespace: str) -> templates.BuildTemplate:
+    import base64
+
+    import yaml
+
+    meta = cm.get("metadata") or {}
+    origin = f"cluster:{namespace}"
+    data = dict(cm.get("data") or {})
+    text = data.pop("template.yaml", None)
+    if text is None:
+        raise TemplateError(f"ConfigMap {meta.get('name')} holds no template.yaml", "deploy the template again")
+    try:
+        paths = json.loads((meta.get("annotations") or {}).get(TEMPLATE_PATHS) or "{}")
+    except ValueError:
+        paths = {}
+    files = {paths.get(k, k): v.encode() for k, v in data.items()}
+    files.update({paths.get(k, k): base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise TemplateError(f"{origin}: template {meta.get('name')} is not valid YAML: {e}",
+                            "deploy the template again") from None
+    files["template.yaml"] = text.encode()
+    return templates.parse(document, files, origin)

@@ -1,0 +1,216 @@
+"""Knative Serving (serving.knative.dev/v1) Services: the manifest, and deploying it.
+
+`service_manifest` and `service_info` are pure. `deploy` creates or updates
+the Service (optimistic concurrency on resourceVersion) and `wait_ready`
+watches it until the controller has seen the new generation and says Ready,
+fails, or time runs out.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from fnctl.errors import DeployError, FnctlError, WaitTimeout
+from fnctl.model import DeployRequest, ServiceInfo
+
+if TYPE_CHECKING:
+    from fnctl.kube.client import Kube
+
+API_VERSION = "serving.knative.dev/v1"
+PORT = 8080
+PORT_NAME = "http1"               # Knative's name for HTTP/1.1 (h2c for HTTP/2)
+MANAGED_BY = ("app.kubernetes.io/managed-by", "fnctl")
+SERVICE_LABEL = "fnctl.dev/service"
+TEMPLATE_ANNOTATION = "fnctl.dev/template"
+SOURCE_ANNOTATION = "fnctl.dev/source"
+CONTEXT_ANNOTATION = "fnctl.dev/context"      # digest of the function's build context
+# Per-revision autoscaling annotations (config-autoscaler documents their cluster-wide defaults:
+# min-scale, max-scale, container-concurrency-target-default).
+MIN_SCALE = "autoscaling.knative.dev/min-scale"
+MAX_SCALE = "autoscaling.knative.dev/max-scale"
+TARGET = "autoscaling.knative.dev/target"
+UPDATE_RETRIES = 5
+
+
+def service_manifest(request: DeployRequest, namespace: str, image: str, *, template: str,
+                     source: str, context_digest: str | None = None) -> dict:
+    """The Service for `request`, running `image` (by digest) on port 8080."""
+    labels = {**request.labels, MANAGED_BY[0]: MANAGED_BY[1], SERVICE_LABEL: request.name}
+    annotations = {**request.annotations, TEMPLATE_ANNOTATION: template, SOURCE_ANNOTATION: source}
+    if context_digest:
+        annotations[CONTEXT_ANNOTATION] = context_digest
+    revision_annotations = dict(request.annotations)
+    if request.min_scale is not None:
+        revision_annotations[MIN_SCALE] = str(request.min_scale)
+    if request.max_scale is not None:
+        revision_annotations[MAX_SCALE] = str(request.max_scale)
+    if request.concurrency_target is not None:
+        revision_annotations[TARGET] = str(request.concurrency_target)
+    container: dict = {
+        "image": image,
+        "ports": [{"name": PORT_NAME, "containerPort": PORT}],
+    }
+    if request.env:
+        container["env"] = [{"name": k, "value": v} for k, v in request.env.items()]
+    if request.env_secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in request.env_secrets]
+    revision_spec: dict = {"containers": [container]}
+    if request.concurrency is not None:
+        revision_spec["containerConcurrency"] = request.concurrency
+    if request.registry_secret:
+        revision_spec["imagePullSecrets"] = [{"name": request.registry_secret}]
+    template_meta: dict = {"labels": {**request.labels, SERVICE_LABEL: request.name}}
+    if revision_annotations:
+        template_meta["annotations"] = revision_annotations
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Service",
+        "metadata": {"name": request.name, "namespace": namespace, "labels": labels,
+                     "annotations": annotations},
+        "spec": {"template": {"metadata": template_meta, "spec": revision_spec}},
+    }
+
+
+# -- reading status ----------------------------------------------------------
+
+def condition(obj: dict, kind: str = "Ready") -> dict:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return c
+    return {}
+
+
+def is_current(obj: dict) -> bool:
+    """The controller has seen the latest spec (observedGeneration == generation)."""
+    gen = (obj.get("metadata") or {}).get("generation")
+    return gen is not None and (obj.get("status") or {}).get("observedGeneration") == gen
+
+
+def service_info(obj: dict) -> ServiceInfo:
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    ready = condition(obj)
+    containers = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    state = ready.get("status")
+    return ServiceInfo(
+        name=meta.get("name", ""), target="cluster", url=status.get("url"),
+        ready=True if state == "True" else False if state == "False" else None,
+        reason=ready.get("reason"), message=ready.get("message"),
+        revision=status.get("latestReadyRevisionName"), image=containers[0].get("image"),
+        template=(meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION),
+        namespace=meta.get("namespace"), created=meta.get("creationTimestamp"),
+        env={e["name"]: e.get("value", "") for e in containers[0].get("env") or [] if "name" in e})
+
+
+# -- deploying ----------------------------------------------------------------
+
+def apply(kube: Kube, manifest: dict) -> tuple[dict, bool]:
+    """Create the Service, or replace an existing one's spec (a new revision). (object, created)."""
+    from fnctl.kube.client import KSERVICES
+
+    name = manifest["metadata"]["name"]
+    last_conflict: FnctlError | None = None
+    for _ in range(UPDATE_RETRIES):
+        current = kube.get(KSERVICES, name)
+        if current is None:
+            try:
+                return kube.create(KSERVICES, manifest), True
+            except FnctlError as e:
+                if getattr(e, "status", None) != 409:
+                    raise
+                last_conflict = e          # someone created it meanwhile: update instead
+                continue
+        body = updated(current, manifest)
+        try:
+            return kube.replace(KSERVICES, body), False
+        except FnctlError as e:
+            if getattr(e, "status", None) != 409:
+                raise
+            last_conflict = e              # changed since we read it: read again
+    assert last_conflict is not None
+    raise DeployError(f"service {name!r} kept changing while fnctl updated it: {last_conflict.message}",
+                      "someone else is updating it at the same time; retry")
+
+
+def updated(current: dict, manifest: dict) -> dict:
+    """`current` with our labels, annotations and spec; resourceVersion kept for optimistic concurrency."""
+    body = {k: v for k, v in current.items() if k != "status"}
+    meta = dict(current.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), **manifest["metadata"]["labels"]}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **manifest["metadata"]["annotations"]}
+    body["metadata"] = meta
+    spec = dict(current.get("spec") or {})
+    spec["template"] = manifest["spec"]["template"]
+    spec.pop("traffic", None)          # back to 100% on the latest revision
+    body["spec"] = spec
+    return body
+
+
+def wait_ready(kube: Kube, name: str, generation: int | None, timeout: float) -> dict:
+    """Watch the Service until generation `generation` is Ready; fail fast on Ready False."""
+    from fnctl.kube.client import KSERVICES
+
+    deadline = time.monotonic() + timeout
+    waiting_for = "the Knative controller to see the new spec"
+    for obj in kube.watch(KSERVICES, name, deadline):
+        if not obj:
+            raise DeployError(f"service {name!r} was deleted while fnctl waited for it",
+                              "someone deleted it; deploy again")
+        gen = (obj.get("metadata") or {}).get("generation")
+        if generation is not None and gen is not None and gen > generation:
+            generation = gen           # a newer update by someone else: wait for that one
+        if not is_current(obj) or (generation is not None and gen != generation):
+            continue
+        ready = condition(obj)
+        state = ready.get("status")
+        if state == "True":
+            return obj
+        if state == "False":
+            raise failed(obj)
+        detail = _unknown_detail(obj)
+        waiting_for = f"Ready: {detail}" if detail else "the Ready condition"
+    raise WaitTimeout(
+        f"service {name!r} was not ready within {_seconds(timeout)}; still waiting for {waiting_for}",
+        f"see `fnctl describe {name}` and `kubectl get ksvc,revision,pod -l {SERVICE_LABEL}={name} -n "
+        f"{kube.namespace}`; raise --timeout for slow starts")
+
+
+def _unknown_detail(obj: dict) -> str:
+    parts = []
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("status") != "True" and (c.get("reason") or c.get("message")):
+            text = c.get("reason") or ""
+            if c.get("message"):
+                text += f" ({c['message']})" if text else c["message"]
+            parts.append(f"{c.get('type')} {text}")
+            if c.get("type") == "Ready":
+                return parts[-1]
+    return "; ".join(parts)
+
+
+def failed(obj: dict) -> DeployError:
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    ready = condition(obj)
+    name = meta.get("name")
+    reason = ready.get("reason") or "NotReady"
+    message = ready.get("message") or "no message"
+    # Often the Configuration's condition says more (e.g. the revision's ExitCode1 message).
+    cfg = condition(obj, "ConfigurationsReady")
+    if cfg.get("status") == "False" and cfg.get("message") and cfg.get("message") != message:
+        message += f"; {cfg['message']}"
+    previous = status.get("latestReadyRevisionName")
+    created = status.get("latestCreatedRevisionName")
+    keeps = ""
+    if previous and previous != created:
+        keeps = f"; the previous revision {previous} keeps serving"
+    rev = f" (revision {created})" if created else ""
+    return DeployError(
+        f"service {name!r} failed to become ready{rev}: {reason}: {message}{keeps}",
+        f"check the function starts and listens on $PORT ({PORT}); `kubectl logs -n {meta.get('namespace')} "
+        f"-l serving.knative.dev/service={name} -c user-container` shows its output")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"

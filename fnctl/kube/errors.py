@@ -1,0 +1,84 @@
+"""Kubernetes API failures as fnctl errors, each with a message and a hint."""
+
+from __future__ import annotations
+
+import json
+
+from fnctl.errors import ClusterError, EnvironmentProblem, FnctlError, NotFoundError
+
+KNATIVE_MISSING = "Knative Serving is not installed in this cluster: serving.knative.dev/v1 is not served"
+
+
+def knative_missing(server: str) -> EnvironmentProblem:
+    return EnvironmentProblem(
+        KNATIVE_MISSING,
+        f"install Knative Serving in the cluster at {server} (https://knative.dev/docs/install/), "
+        "or run without a cluster configuration to deploy to the local Docker engine")
+
+
+def unreachable(server: str, reason: str) -> EnvironmentProblem:
+    return EnvironmentProblem(
+        f"cannot reach the Kubernetes API server at {server}: {reason}",
+        "check that the cluster is running and that your kubeconfig context points at it "
+        "(`kubectl cluster-info`); use --context to pick another one")
+
+
+def status_body(body) -> dict:
+    """The `kind: Status` document of an error response, or {}."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def from_status(status: int, body, *, verb: str, resource: str, name: str | None,
+                namespace: str | None, server: str, context: str | None) -> FnctlError:
+    """Map an HTTP error status (with its body) of one API call to an fnctl error (`.status` set)."""
+    error = _from_status(status, body, verb=verb, resource=resource, name=name, namespace=namespace,
+                         server=server, context=context)
+    error.status = status
+    return error
+
+
+def _from_status(status: int, body, *, verb: str, resource: str, name: str | None,
+                 namespace: str | None, server: str, context: str | None) -> FnctlError:
+    doc = status_body(body)
+    api_message = doc.get("message") or (body.decode("utf-8", "replace").strip()[:300]
+                                         if isinstance(body, bytes) else str(body or "").strip()[:300])
+    details = doc.get("details") or {}
+    where = f" in namespace {namespace}" if namespace else ""
+    what = f"{resource} {name!r}" if name else resource
+    if status == 401:
+        ctx = f" of context {context!r}" if context else ""
+        return ClusterError(
+            f"the Kubernetes API server at {server} rejected the credentials{ctx} (401 Unauthorized): "
+            "they are invalid or have expired",
+            "log in to the cluster again to refresh your kubeconfig credentials (e.g. your cloud CLI's "
+            "get-credentials command), then retry")
+    if status == 403:
+        return ClusterError(
+            f"forbidden: you may not {verb} {resource}{where} (RBAC denied it: {api_message})",
+            f"ask a cluster admin for a Role{where} that grants `{verb}` on `{resource}`; "
+            f"check with `kubectl auth can-i {verb} {resource}" + (f" -n {namespace}`" if namespace else "`"))
+    if status == 404:
+        if details.get("kind") == "namespaces" or (namespace and api_message == f'namespaces "{namespace}" not found'):
+            return EnvironmentProblem(
+                f"namespace {namespace!r} does not exist in the cluster at {server}",
+                f"create it (`kubectl create namespace {namespace}`) or pick another with -n/--namespace")
+        if resource.endswith("serving.knative.dev") and not doc:
+            return knative_missing(server)
+        if resource.startswith("services.serving.knative.dev") and name:
+            return NotFoundError(f"service {name!r} not found{where}",
+                                 "`fnctl get service` lists the services" + where)
+        return NotFoundError(f"{what} not found{where}", "check the name (and -n/--namespace)")
+    if status in (409, 422):
+        reason = doc.get("reason") or ("Conflict" if status == 409 else "Invalid")
+        return ClusterError(f"the cluster refused to {verb} {what}{where} ({status} {reason}): {api_message}",
+                            "fix what the message names and retry")
+    return ClusterError(f"the Kubernetes API failed to {verb} {what}{where} ({status}): {api_message}",
+                        "retry; if it persists, check the API server's health (`kubectl get --raw /readyz`)")
