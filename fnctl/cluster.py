@@ -17,8 +17,15 @@ import time
 from pathlib import Path
 
 from fnctl import config, knative, templates, validation
-from fnctl.builders.kaniko import (DEFAULT_INIT_IMAGE, DEFAULT_KANIKO_IMAGE, BuildOptions, BuildSpec,
-                                   KanikoBuilder, configmap_manifest, pod_manifest)
+from fnctl.builders.kaniko import (
+    DEFAULT_INIT_IMAGE,
+    DEFAULT_KANIKO_IMAGE,
+    BuildOptions,
+    BuildSpec,
+    KanikoBuilder,
+    configmap_manifest,
+    pod_manifest,
+)
 from fnctl.errors import NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.source import ContextFile, SourceTree, checkout, make_context, package, subfolder

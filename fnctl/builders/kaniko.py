@@ -335,7 +335,8 @@ def _describe_wait(pod: dict, fallback: str) -> str:
         for cs in status.get(key) or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason"):
-                return f"the {cs.get('name')} container ({waiting['reason']}{': ' + waiting['message'] if waiting.get('message') else ''})"
+                extra = f": {waiting['message']}" if waiting.get("message") else ""
+                return f"the {cs.get('name')} container ({waiting['reason']}{extra})"
     for cond in status.get("conditions") or []:
         if cond.get("status") == "False" and cond.get("reason"):
             return f"the build pod ({cond['type']} False: {cond['reason']})"

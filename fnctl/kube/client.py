@@ -317,7 +317,8 @@ def connect(context: str | None = None, namespace: str | None = None) -> Kube:
         try:
             contexts, current = kconfig.list_kube_config_contexts(config_file=path)
         except ConfigException as e:
-            raise UsageError(f"cannot read the kubeconfig {path}: {e}", "fix the file or point KUBECONFIG elsewhere")
+            raise UsageError(f"cannot read the kubeconfig {path}: {e}",
+                             "fix the file or point KUBECONFIG elsewhere") from None
         names = [c.get("name") for c in contexts or []]
         if context is not None and context not in names:
             raise UsageError(f"the kubeconfig has no context {context!r}",
@@ -332,7 +333,7 @@ def connect(context: str | None = None, namespace: str | None = None) -> Kube:
                                      persist_config=False)
         except ConfigException as e:
             raise EnvironmentProblem(f"cannot use kubeconfig context {chosen!r}: {e}",
-                                     "check the context's cluster and user entries (`kubectl config view`)")
+                                     "check the context's cluster and user entries (`kubectl config view`)") from None
         _, ctx_ns = kconf.context_namespace(chosen)
         ns = namespace or ctx_ns or "default"
     elif kconf.in_cluster():
@@ -340,7 +341,7 @@ def connect(context: str | None = None, namespace: str | None = None) -> Kube:
             kconfig.load_incluster_config(client_configuration=cfg)
         except ConfigException as e:
             raise EnvironmentProblem(f"cannot use the pod's service account: {e}",
-                                     "mount a service-account token, or provide a kubeconfig")
+                                     "mount a service-account token, or provide a kubeconfig") from None
         chosen = None
         try:
             sa_ns = (kconf.SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()

@@ -1,0 +1,228 @@
+"""The local Docker engine: the only module that imports `docker`.
+
+Builds use the classic builder through the SDK with host networking (so a
+build can reach what the host reaches, and nothing else is set up); every
+container runs with host networking on a loopback port.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fnctl.builders import BuiltImage
+from fnctl.errors import BuildError, DeployError, EnvironmentProblem, FnctlError, Interrupted
+from fnctl.model import Reporter
+from fnctl.source.context import BuildContext
+
+_STEP = re.compile(r"^Step \d+/\d+ : ")
+LOG_TAIL = 25
+
+
+@dataclass
+class Container:
+    """What the local target needs to know of one container."""
+
+    id: str
+    name: str
+    status: str                   # created, running, exited, ...
+    exit_code: int
+    labels: dict[str, str]
+    image_id: str
+    image: str
+    env: dict[str, str]
+    started_at: str
+    error: str = ""
+
+
+class DockerEngine:
+    def __init__(self, client: Any):
+        self._client = client
+        self._api = client.api
+
+    @classmethod
+    def connect(cls) -> DockerEngine:
+        import docker
+
+        try:
+            client = docker.from_env(timeout=120)
+            client.ping()
+        except docker.errors.DockerException as e:
+            raise EnvironmentProblem(
+                f"cannot reach the Docker engine: {_short(e)}",
+                "start it (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at one; "
+                "to deploy to a cluster instead, configure kubectl (KUBECONFIG)",
+            ) from e
+        return cls(client)
+
+    # -- images -----------------------------------------------------------
+
+    def image_id(self, reference: str) -> str | None:
+        import docker
+
+        try:
+            return self._api.inspect_image(reference)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as e:
+            raise _engine_error(e) from e
+
+    def remove_image(self, reference: str) -> bool:
+        import docker
+
+        try:
+            self._api.remove_image(reference, noprune=False)
+            return True
+        except docker.errors.APIError:
+            return False          # in use or gone: nothing to tidy
+
+    def images(self, label: str) -> list[str]:
+        return [tag for img in self._api.images(filters={"label": label}) for tag in (img.get("RepoTags") or [])]
+
+    def build(self, context: BuildContext, tag: str, reporter: Reporter,
+              build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> BuiltImage:
+        """Build `context` as `tag`, streaming the engine's output to the reporter."""
+        import docker
+
+        tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
+        step = ""
+        image_id = None
+        try:
+            stream = self._api.build(
+                fileobj=io.BytesIO(context.data), custom_context=True, encoding="gzip", tag=tag,
+                network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+                buildargs=build_args or {}, labels=labels or {})
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        if not line.strip():
+                            continue
+                        if _STEP.match(line):
+                            step = line
+                        tail.append(line)
+                        reporter.log(line)
+                elif "error" in chunk:
+                    message = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                    tail.append(message.strip())
+                    reporter.log(message.strip())
+                    raise BuildError(
+                        f"the image build failed at {step or 'the start'}: {message.strip()}",
+                        "fix the function or its dependencies; the build log above shows the failing step",
+                        details="\n".join(tail))
+                elif "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+        except docker.errors.APIError as e:
+            raise BuildError(f"the Docker engine refused the build: {_short(e)}",
+                             "check the engine's state (docker info)", details="\n".join(tail)) from e
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted during the build: no image was tagged", None) from None
+        image_id = image_id or self.image_id(tag)
+        if not image_id:
+            raise BuildError("the build ended without an image", "run it again with the log above",
+                             details="\n".join(tail))
+        return BuiltImage(tag, image_id)
+
+    # -- containers ---------------------------------------------------------
+
+    def containers(self, label: str, all_states: bool = True) -> list[Container]:
+        import docker
+
+        try:
+            found = self._api.containers(all=all_states, filters={"label": label})
+            return [c for c in (self.container(item["Id"]) for item in found) if c is not None]
+        except docker.errors.APIError as e:
+            raise _engine_error(e) from e
+
+    def container(self, ident: str) -> Container | None:
+        import docker
+
+        try:
+            info = self._api.inspect_container(ident)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as e:
+            raise _engine_error(e) from e
+        state = info.get("State", {})
+        env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
+        return Container(
+            id=info["Id"], name=info["Name"].lstrip("/"), status=state.get("Status", "unknown"),
+            exit_code=int(state.get("ExitCode") or 0), labels=info["Config"].get("Labels") or {},
+            image_id=info.get("Image", ""), image=info["Config"].get("Image", ""), env=env,
+            started_at=state.get("StartedAt", ""), error=state.get("Error", ""))
+
+    def run(self, image: str, name: str, env: dict[str, str], labels: dict[str, str]) -> Container:
+        """Start a detached container on the host network."""
+        import docker
+
+        try:
+            created = self._api.create_container(
+                image, name=name, environment=env, labels=labels, detach=True,
+                host_config=self._api.create_host_config(network_mode="host", init=False,
+                                                         log_config={"Type": "json-file",
+                                                                     "Config": {"max-size": "10m"}}))
+            self._api.start(created["Id"])
+        except docker.errors.APIError as e:
+            self.remove(name)
+            raise DeployError(f"the Docker engine could not start {name}: {_short(e)}",
+                              "check `docker info` and that the image exists") from e
+        container = self.container(created["Id"])
+        assert container is not None
+        return container
+
+    def keep_running(self, ident: str) -> None:
+        """Once a container proved itself, let the engine bring it back after a restart."""
+        self._api.update_container(ident, restart_policy={"Name": "unless-stopped"})
+
+    def logs(self, ident: str, tail: int | str = "all", stdout: bool = True, stderr: bool = True) -> str:
+        import docker
+
+        try:
+            return self._api.logs(ident, stdout=stdout, stderr=stderr, tail=tail).decode(errors="replace")
+        except docker.errors.APIError:
+            return ""
+
+    def stop(self, ident: str, timeout: int = 10) -> None:
+        import docker
+
+        try:
+            self._api.stop(ident, timeout=timeout)
+        except docker.errors.APIError:
+            pass
+
+    def start(self, ident: str) -> None:
+        self._api.start(ident)
+
+    def remove(self, ident: str) -> None:
+        import docker
+
+        try:
+            self._api.remove_container(ident, force=True)
+        except docker.errors.APIError:
+            pass
+
+    def wait_for_log(self, ident: str, marker: str, deadline: float) -> Container:
+        """Wait until the container prints `marker` on stdout, exits, or time runs out."""
+        while True:
+            state = self.container(ident)
+            if state is None:
+                raise DeployError("the container disappeared while starting", "was it removed by hand?")
+            if marker in self.logs(ident, stderr=False):
+                return state
+            if state.status not in ("created", "running"):
+                return state
+            if time.monotonic() > deadline:
+                return state
+            time.sleep(0.02)
+
+
+def _short(error: Exception) -> str:
+    text = getattr(error, "explanation", None) or str(error)
+    return str(text).strip().splitlines()[0][:400] if str(text).strip() else type(error).__name__
+
+
+def _engine_error(error: Exception) -> FnctlError:
+    return EnvironmentProblem(f"the Docker engine failed: {_short(error)}", "check `docker info`")

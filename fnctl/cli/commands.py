@@ -1,0 +1,255 @@
+"""The commands: parse options, make one call into the core, render the result."""
+
+from __future__ import annotations
+
+
+import click
+
+from fnctl import validation
+from fnctl.cli import cli
+from fnctl.cli.output import TerminalReporter, dump, table
+from fnctl.model import DeployRequest
+
+
+def target_options(func):
+    """Where to act: the local engine or a cluster (default: a cluster if configured)."""
+    options = [
+        click.option("--local", is_flag=True, help="Use the local Docker engine (the default with no kubeconfig)."),
+        click.option("--cluster", is_flag=True, help="Use the Kubernetes cluster of the kubeconfig."),
+        click.option("--context", default=None, help="Kubeconfig context to use (implies --cluster)."),
+        click.option("-n", "--namespace", default=None, help="Namespace (default: the context's, else default)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def output_option(*extra: str, default: str = "human"):
+    choices = ("human", "json", "yaml", *extra)
+    return click.option("-o", "--output", type=click.Choice(choices), default=default, show_default=True,
+                        help="Output format; progress and errors always go to stderr.")
+
+
+def _target(reporter, local, cluster, context, namespace, announce=False):
+    from fnctl.app import choose_target
+
+    return choose_target(reporter, local=local, cluster=cluster, context=context, namespace=namespace,
+                         announce=announce)
+
+
+def _int_option(name: str, help_text: str):
+    return click.option(name, type=click.IntRange(min=0), default=None, help=help_text)
+
+
+@cli.group()
+def deploy() -> None:
+    """Create or update a function service, or store a build template in the cluster."""
+
+
+@deploy.command("service")
+@click.argument("name")
+@click.option("-f", "--from", "source", required=True, metavar="SOURCE",
+              help="Folder, single file, or git URL (https, ssh, git@host:repo, file://).")
+@click.option("--build-template", "template", required=True, metavar="TEMPLATE",
+              help="Runtime build template (see `fnctl get buildtemplate`).")
+@click.option("--build-argument", "build_args", multiple=True, metavar="KEY=VALUE",
+              help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub).")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable, repeatable.")
+@click.option("--revision", default=None, help="Git branch, tag or commit of a git SOURCE.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the service answers.")
+@click.option("--timeout", default="10m", show_default=True, help="How long to wait for readiness (90s, 10m, 1h).")
+@click.option("--env-secret", "env_secrets", multiple=True, metavar="SECRET",
+              help="[cluster] Secret whose keys become environment variables, repeatable.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="[cluster] Label of the Service.")
+@click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE",
+              help="[cluster] Annotation of the Service's revision template.")
+@_int_option("--concurrency", "[cluster] Hard limit of requests per instance (containerConcurrency).")
+@_int_option("--min-scale", "[cluster] Fewest instances (autoscaling.knative.dev/min-scale).")
+@_int_option("--max-scale", "[cluster] Most instances (autoscaling.knative.dev/max-scale).")
+@_int_option("--concurrency-target", "[cluster] Requests per instance the autoscaler aims at.")
+@click.option("--registry-host", default="knative.registry.svc.cluster.local", show_default=True,
+              help="[cluster] Registry kaniko pushes to.")
+@click.option("--registry-secret", default=None, help="[cluster] docker-registry Secret for pushing.")
+@click.option("--insecure-registry", is_flag=True, help="[cluster] The registry speaks plain HTTP.")
+@click.option("--kaniko-image", default=None, help="[cluster] kaniko executor image to build with.")
+@click.option("--dry-run", is_flag=True, help="Print the objects a cluster deploy would create; change nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
+@target_options
+@output_option("url")
+def deploy_service(name, source, template, build_args, env, revision, wait, timeout, env_secrets, labels,
+                   annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
+                   registry_secret, insecure_registry, kaniko_image, dry_run, quiet, local, cluster, context,
+                   namespace, output):
+    """Build SOURCE with a runtime template and run it as service NAME; print its URL.
+
+    \b
+      fnctl deploy service lambda-bash -f examples/bash-echo --build-template bash
+      fnctl deploy service hello -f https://github.com/me/fn.git --revision v2 \\
+          --build-template node4 --build-argument HANDLER=handler.landingPage
+    """
+    request = DeployRequest(
+        name=validation.service_name(name), source=source, template=template,
+        build_args=validation.key_values(build_args, "--build-argument"),
+        env=validation.key_values(env, "--env"), revision=revision, wait=wait,
+        timeout=validation.duration(timeout), env_secrets=list(env_secrets),
+        labels=validation.key_values(labels, "--label"),
+        annotations=validation.key_values(annotations, "--annotation"),
+        concurrency=concurrency, min_scale=min_scale, max_scale=max_scale, concurrency_target=concurrency_target,
+        registry_host=registry_host, registry_secret=registry_secret, insecure_registry=insecure_registry,
+        kaniko_image=kaniko_image)
+    reporter = TerminalReporter(quiet=quiet)
+    if dry_run:
+        from fnctl.cluster import dry_run as cluster_dry_run
+
+        objects = cluster_dry_run(request, namespace=namespace)
+        dump(objects if output != "yaml" else {"apiVersion": "v1", "kind": "List", "items": objects},
+             "json" if output in ("json", "human", "url") else "yaml")
+        return
+    result = _target(reporter, local, cluster, context, namespace, announce=True).deploy(request, reporter)
+    service = result.service
+    if output == "url":
+        click.echo(service.url or "")
+    elif output == "human":
+        if result.unchanged:
+            click.echo(f"Service {service.name} unchanged, revision {service.revision}")
+        click.echo(f"Service {service.name} URL: {service.url}")
+    else:
+        dump(result.to_dict(), output)
+
+
+@deploy.command("buildtemplate")
+@click.option("-f", "--from", "path", required=True, metavar="FILE|URL",
+              help="Template folder, template.yaml file, or http(s) URL of one.")
+@target_options
+@output_option()
+def deploy_buildtemplate(path, local, cluster, context, namespace, output):
+    """Store a team's build template in the cluster namespace."""
+    target = _cluster_only("deploy buildtemplate", local, cluster, context, namespace)
+    template = target.deploy_template(path)
+    if output == "human":
+        click.echo(f"Build template {template.name} stored in {template.origin}")
+    else:
+        dump(template.to_dict(), output)
+
+
+@cli.group()
+def get() -> None:
+    """List services or build templates."""
+
+
+@get.command("service")
+@click.argument("name", required=False)
+@target_options
+@output_option()
+def get_service(name, local, cluster, context, namespace, output):
+    """List services (or one) with their URL and readiness."""
+    target = _target(TerminalReporter(), local, cluster, context, namespace)
+    services = [target.describe(name)] if name else target.list()
+    if output != "human":
+        dump([s.to_dict() for s in services], output)
+        return
+    if not services:
+        click.echo(f"No services on the {target.name} target.", err=True)
+        return
+    table(["NAME", "URL", "READY", "REASON", "REVISION", "CREATED"],
+          [[s.name, s.url, _ready(s.ready), s.reason or "", s.revision, s.created] for s in services])
+
+
+@get.command("buildtemplate")
+@click.argument("name", required=False)
+@target_options
+@output_option()
+def get_buildtemplate(name, local, cluster, context, namespace, output):
+    """List build templates: built-in ones and, with a cluster, the namespace's."""
+    from fnctl import config, templates
+
+    known = dict(templates.builtin())
+    if not local and (cluster or context or _has_cluster()):
+        known.update(_cluster_only("get buildtemplate", local, True, context, namespace).templates())
+    found = [templates.find(name, known)] if name else list(known.values())
+    if output != "human":
+        dump([t.to_dict() for t in found], output)
+        return
+    cfg = config.load()
+    rows = []
+    for t in found:
+        params = []
+        for p in t.parameters:
+            value = p.default if p.default is not None else "(required)"
+            if p.image and p.default and cfg.image(p.default) != p.default:
+                value = f"{p.default}->{cfg.image(p.default)}"
+            params.append(f"{p.name}={value}")
+        rows.append([t.name, t.runtime, ", ".join(params), t.origin])
+    table(["NAME", "RUNTIME", "PARAMETERS", "SOURCE"], rows)
+
+
+@cli.group()
+def describe() -> None:
+    """Show one service in detail."""
+
+
+@describe.command("service")
+@click.argument("name")
+@target_options
+@output_option("url")
+def describe_service(name, local, cluster, context, namespace, output):
+    """Show service NAME; `-o url` prints only its URL."""
+    service = _target(TerminalReporter(), local, cluster, context, namespace).describe(name)
+    if output == "url":
+        click.echo(service.url or "")
+    elif output == "human":
+        for key, value in service.to_dict().items():
+            if key == "env":
+                value = ", ".join(f"{k}={v}" for k, v in value.items()) or None
+            if key == "ready":
+                value = _ready(value)
+            if value not in (None, ""):
+                click.echo(f"{key.capitalize() + ':':<11} {value}")
+    else:
+        dump(service.to_dict(), output)
+
+
+@cli.group()
+def delete() -> None:
+    """Delete a service or a cluster build template."""
+
+
+@delete.command("service")
+@click.argument("name")
+@target_options
+def delete_service(name, local, cluster, context, namespace):
+    """Delete service NAME with its revisions and images."""
+    _target(TerminalReporter(), local, cluster, context, namespace).delete(name)
+    click.echo(f"Service {name} deleted")
+
+
+@delete.command("buildtemplate")
+@click.argument("name")
+@target_options
+def delete_buildtemplate(name, local, cluster, context, namespace):
+    """Delete a build template stored in the cluster namespace."""
+    _cluster_only("delete buildtemplate", local, cluster, context, namespace).delete_template(name)
+    click.echo(f"Build template {name} deleted")
+
+
+def _has_cluster() -> bool:
+    from fnctl.app import has_cluster_config
+
+    return has_cluster_config()
+
+
+def _cluster_only(what: str, local: bool, cluster: bool, context, namespace):
+    from fnctl.errors import UsageError
+
+    if local:
+        raise UsageError(f"{what} works on a cluster; local build templates are the built-in ones",
+                         "drop --local (team templates live in the cluster namespace)")
+    from fnctl.app import choose_target
+
+    return choose_target(TerminalReporter(), cluster=True, context=context, namespace=namespace)
+
+
+def _ready(value) -> str:
+    return {True: "True", False: "False"}.get(value, "Unknown")
+
+

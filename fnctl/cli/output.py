@@ -1,0 +1,46 @@
+"""Rendering results and progress: the only place that writes to the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+import click
+
+FORMATS = ("human", "json", "yaml")
+
+
+class TerminalReporter:
+    """Progress to stderr, so stdout stays the result alone (pipe-friendly)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._color = sys.stderr.isatty()
+
+    def phase(self, name: str, detail: str = "") -> None:
+        label = click.style(f"{name:>8}", fg="cyan", bold=True) if self._color else f"{name:>8}"
+        click.echo(f"{label}  {detail}".rstrip(), err=True)
+
+    def log(self, line: str) -> None:
+        if not self.quiet:
+            click.echo(("          " + line) if line else "", err=True)
+
+    def note(self, text: str) -> None:
+        click.echo(f"fnctl: {text}", err=True)
+
+
+def dump(data: object, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())

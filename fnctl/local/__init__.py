@@ -1,0 +1,3 @@
+from fnctl.local.target import LocalTarget
+
+__all__ = ["LocalTarget"]

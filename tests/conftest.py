@@ -1,0 +1,69 @@
+"""Shared helpers: run the real CLI, make git repositories, find free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self) -> str:
+        return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
+
+
+def fnctl(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> Result:
+    """Run the fnctl command line in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "fnctl", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd or ROOT)
+    return Result(proc)
+
+
+def http(url: str, data: bytes | None = None, timeout: float = 10, headers: dict | None = None):
+    """(status, body bytes, headers) of a request; HTTP errors are answers too."""
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def docker_ready() -> bool:
+    if not shutil.which("docker"):
+        return False
+    proc = subprocess.run(["docker", "image", "inspect", "fnctl-local/debian:bookworm"], capture_output=True)
+    return proc.returncode == 0
+
+
+needs_docker = pytest.mark.skipif(not docker_ready(), reason="needs a Docker engine and the local base images "
+                                                             "(run scripts/setup)")

@@ -1,0 +1,148 @@
+"""The walking skeleton, end to end on the real Docker engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import EXAMPLES, fnctl, git, http, needs_docker
+
+pytestmark = [pytest.mark.docker, needs_docker]
+
+
+@pytest.fixture
+def service():
+    """A unique service name, deleted afterwards whatever happened."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    yield name
+    fnctl("delete", "service", name, "--local")
+
+
+def deploy(name, *args, env=None):
+    return fnctl("deploy", "service", name, "--local", "-o", "json", *args, env=env)
+
+
+def test_deploy_bash_echo_and_curl_it(service):
+    r = deploy(service, "-f", str(EXAMPLES / "bash-echo"), "--build-template", "bash", "--wait")
+    assert r.code == 0, r
+    result = json.loads(r.out)
+    assert result["url"].startswith("http://127.0.0.1:")
+    assert result["revision"] == f"{service}-00001" and result["ready"] is True
+    status, body, _ = http(result["url"], b'{"text":"netadmin"}')
+    assert status == 200
+    assert body.decode().strip() == "Echoing request: '{\"text\":\"netadmin\"}'"
+    # The build log was shown while building, and the human form prints the URL line.
+    assert "Step" in r.err and "build" in r.err
+    human = fnctl("describe", "service", service, "--local", "-o", "url")
+    assert human.out.strip() == result["url"]
+
+
+def test_edit_and_redeploy_keeps_the_url(service, tmp_path):
+    src = tmp_path / "fn"
+    shutil.copytree(EXAMPLES / "bash-echo", src)
+    first = json.loads(deploy(service, "-f", str(src), "--build-template", "bash").out)
+    again = deploy(service, "-f", str(src), "--build-template", "bash")
+    assert again.code == 0, again
+    assert json.loads(again.out)["unchanged"] is True
+    (src / "function.sh").write_text((src / "function.sh").read_text().replace("Echoing", "Edited"))
+    r = deploy(service, "-f", str(src), "--build-template", "bash")
+    assert r.code == 0, r
+    second = json.loads(r.out)
+    assert second["url"] == first["url"]
+    assert second["revision"] == f"{service}-00002"
+    assert http(second["url"], b"x")[1].decode().strip() == "Edited request: 'x'"
+    listed = json.loads(fnctl("get", "service", "--local", "-o", "json").out)
+    mine = [s for s in listed if s["name"] == service]
+    assert len(mine) == 1 and mine[0]["revision"] == f"{service}-00002"
+
+
+def test_deploy_from_git_with_revision_and_directory(service, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "functions" / "echo").mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=repo)
+    fn = repo / "functions" / "echo" / "function.sh"
+    fn.write_text((EXAMPLES / "bash-echo" / "function.sh").read_text().replace("Echoing", "Tagged"))
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "v1", cwd=repo)
+    git("tag", "v1", cwd=repo)
+    fn.write_text(fn.read_text().replace("Tagged", "Head"))
+    git("commit", "-qam", "v2", cwd=repo)
+    r = deploy(service, "-f", f"file://{repo}", "--revision", "v1", "--build-template", "aws-custom-runtime",
+               "--build-argument", "DIRECTORY=functions/echo")
+    assert r.code == 0, r
+    assert http(json.loads(r.out)["url"], b"g")[1].decode().strip() == "Tagged request: 'g'"
+
+
+def test_single_file_source_names_the_handler(service, tmp_path):
+    (tmp_path / "hello.sh").write_text('handler () { echo "hello $1"; }\n')
+    r = deploy(service, "-f", str(tmp_path / "hello.sh"), "--build-template", "bash")
+    assert r.code == 0, r
+    assert http(json.loads(r.out)["url"], b"you")[1].decode().strip() == "hello you"
+
+
+def test_delete_stops_the_url_answering(service):
+    url = json.loads(deploy(service, "-f", str(EXAMPLES / "bash-echo"), "--build-template", "bash").out)["url"]
+    assert http(url, b"1")[0] == 200
+    r = fnctl("delete", "service", service, "--local")
+    assert r.code == 0 and f"Service {service} deleted" in r.out
+    port = int(url.rsplit(":", 1)[1])
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    gone = fnctl("describe", "service", service, "--local")
+    assert gone.code == 3 and f"no local service named '{service}'" in gone.err
+
+
+def test_container_exiting_at_start_fails_at_once_and_old_version_keeps_serving(service, tmp_path):
+    good = tmp_path / "good"
+    shutil.copytree(EXAMPLES / "bash-echo", good)
+    url = json.loads(deploy(service, "-f", str(good), "--build-template", "bash").out)["url"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "function.sh").write_text("# defines no handler\n")
+    started = time.monotonic()
+    r = deploy(service, "-f", str(bad), "--build-template", "bash", "--timeout", "5m")
+    assert time.monotonic() - started < 60          # not the 5-minute timeout
+    assert r.code == 6, r
+    assert "exited at start" in r.err
+    assert "defines no function 'handler'" in r.err     # the log tail names the cause
+    assert json.loads(r.out)["error"] == "deploy"
+    # The previous revision still answers on the same URL; no half-made container is left.
+    assert http(url, b"still")[1].decode().strip() == "Echoing request: 'still'"
+    info = json.loads(fnctl("describe", "service", service, "--local", "-o", "json").out)
+    assert info["revision"] == f"{service}-00001"
+    ps = __import__("subprocess").run(["docker", "ps", "-a", "--filter", f"label=fnctl.dev/service={service}",
+                                       "--format", "{{.Names}}"], capture_output=True, text=True).stdout.split()
+    assert ps == [f"fnctl-{service}-00001"]
+
+
+def test_failing_build_shows_the_step_and_log_tail(service):
+    r = deploy(service, "-f", str(EXAMPLES / "bash-echo"), "--build-template", "bash",
+               "--build-argument", "BASE_IMAGE=fnctl-local/does-not-exist:1")
+    assert r.code == 5, r
+    assert "the image build failed at Step" in r.err and "FROM" in r.err
+    assert "  | " in r.err                                 # the log tail
+    assert fnctl("describe", "service", service, "--local").code == 3
+
+
+def test_no_free_port(service):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = deploy(service, "-f", str(EXAMPLES / "bash-echo"), "--build-template", "bash",
+                   env={"FNCTL_LOCAL_PORTS": f"{port}-{port}"})
+    assert r.code == 4, r
+    assert f"no free port on 127.0.0.1 in {port}-{port}" in r.err and "FNCTL_LOCAL_PORTS" in r.err
+
+
+def test_docker_engine_unreachable(service):
+    r = deploy(service, "-f", str(EXAMPLES / "bash-echo"), "--build-template", "bash",
+               env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert r.code == 4, r
+    assert "cannot reach the Docker engine" in r.err and "dockerd" in r.err
+    assert "Traceback" not in r.err

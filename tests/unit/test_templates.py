@@ -1,0 +1,71 @@
+import gzip
+import io
+import tarfile
+
+import pytest
+
+from fnctl import config, templates
+from fnctl.errors import TemplateError
+
+
+def test_legacy_tm_names_are_aliases():
+    assert templates.find("aws-custom-runtime").name == "bash"
+
+
+def test_unknown_template_lists_the_known_ones():
+    with pytest.raises(TemplateError) as e:
+        templates.find("cobol")
+    assert "unknown build template 'cobol'" in e.value.message
+    assert "bash" in e.value.hint
+
+
+def test_undeclared_parameter_is_refused_with_the_declared_ones():
+    with pytest.raises(TemplateError) as e:
+        templates.find("bash").resolve({"HANDLR": "x.y"})
+    assert "no parameter 'HANDLR'" in e.value.message
+    assert "HANDLER" in e.value.hint and "DIRECTORY" in e.value.hint
+
+
+def test_single_file_names_the_handler_module():
+    values = templates.find("bash").resolve({}, source_file="hello.sh")
+    assert values["HANDLER"] == "hello.handler"
+    assert templates.find("bash").resolve({"HANDLER": "a.b"}, source_file="hello.sh")["HANDLER"] == "a.b"
+
+
+def test_image_map_replaces_public_base_images():
+    cfg = config.Config(images={"buildpack-deps:bookworm-curl": "mirror/curl:1"})
+    values = templates.find("bash").resolve({}, cfg=cfg)
+    assert values["BASE_IMAGE"] == "mirror/curl:1"
+    assert templates.find("bash").resolve({"BASE_IMAGE": "mine:2"}, cfg=cfg)["BASE_IMAGE"] == "mine:2"
+
+
+def test_render_sets_values_as_global_args_without_blanking_them():
+    t = templates.find("bash")
+    text = t.render({**t.resolve({}), "HANDLER": 'we"ird'}, runtime_image="rt:1")
+    assert 'ARG HANDLER="we\\"ird"' in text
+    assert 'ARG RUNTIME_IMAGE="rt:1"' in text
+    before_from = text.split("\nFROM ")[0]
+    assert "\nARG RUNTIME_IMAGE\n" not in before_from        # a bare ARG here would reset it
+    assert "FROM ${RUNTIME_IMAGE}" in text
+
+
+def test_runtime_context_carries_bridge_sources_and_bootstrap():
+    t = templates.find("bash")
+    ctx = t.runtime_context(t.resolve({}))
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(ctx.data))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert "Dockerfile" in members and "bootstrap" in members and "bridge/go.mod" in members
+    assert members["bootstrap"].mode == 0o755
+    assert not any(n.endswith("_test.go") for n in members)
+    # Shaped only by the parameters it declares: a new HANDLER keeps the same runtime image.
+    assert t.runtime_context(t.resolve({"HANDLER": "x.y"})).digest == ctx.digest
+
+
+def test_parse_rejects_bad_documents():
+    with pytest.raises(TemplateError, match="lowercase DNS label"):
+        templates.parse({"name": "Bad Name", "dockerfileInline": "FROM x"}, {}, "t")
+    with pytest.raises(TemplateError, match="not a file beside"):
+        templates.parse({"name": "ok", "dockerfile": "Missing"}, {}, "t")
+    t = templates.parse({"name": "ok", "dockerfileInline": "FROM scratch\n",
+                         "parameters": [{"name": "X", "default": 1}]}, {}, "cluster:team")
+    assert t.parameter("X").default == "1" and t.origin == "cluster:team"
