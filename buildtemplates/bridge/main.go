@@ -23,6 +23,9 @@ import (
 
 var version = "0.1.0"
 
+// testHook, if set (by tests only), is given the bridge before it starts.
+var testHook func(*bridge)
+
 const (
 	soReusePort  = 0xf // SO_REUSEPORT on linux (amd64, arm64, ...); not in package syscall
 	maxDrain     = 30 * time.Second
@@ -67,6 +70,9 @@ func run(args, environ []string, stdout, stderr io.Writer, sigs <-chan os.Signal
 	}
 
 	b := newBridge(cfg, stderr)
+	if testHook != nil {
+		testHook(b)
+	}
 	for i := 0; i < cfg.invokers; i++ {
 		inv, err := newInvoker(b, i)
 		if err != nil {

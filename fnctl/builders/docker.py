@@ -8,6 +8,7 @@ container runs with host networking on a loopback port.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import re
 import time
@@ -188,10 +189,8 @@ class DockerEngine:
     def stop(self, ident: str, timeout: int = 10) -> None:
         import docker
 
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             self._api.stop(ident, timeout=timeout)
-        except docker.errors.APIError:
-            pass
 
     def start(self, ident: str) -> None:
         self._api.start(ident)
@@ -199,10 +198,8 @@ class DockerEngine:
     def remove(self, ident: str) -> None:
         import docker
 
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             self._api.remove_container(ident, force=True)
-        except docker.errors.APIError:
-            pass
 
     def wait_for_log(self, ident: str, marker: str, deadline: float) -> Container:
         """Wait until the container prints `marker` on stdout, exits, or time runs out."""

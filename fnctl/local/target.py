@@ -119,7 +119,7 @@ class LocalTarget:
         except KeyboardInterrupt:
             self._undo(new, current, replaced_early)
             raise Interrupted(f"interrupted: {revision} was removed"
-                              + (f", {current.labels.get(_label('revision'))} keeps serving" if current else ""))
+                              + (f", {current.labels.get(_label('revision'))} keeps serving" if current else "")) from None
         except BaseException:
             self._undo(new, current, replaced_early)
             raise
