@@ -118,8 +118,8 @@ class LocalTarget:
             phases["ready"] = time.monotonic() - clock
         except KeyboardInterrupt:
             self._undo(new, current, replaced_early)
-            raise Interrupted(f"interrupted: {revision} was removed"
-                              + (f", {current.labels.get(_label('revision'))} keeps serving" if current else "")) from None
+            serving = f", {current.labels.get(_label('revision'))} keeps serving" if current else ""
+            raise Interrupted(f"interrupted: {revision} was removed{serving}") from None
         except BaseException:
             self._undo(new, current, replaced_early)
             raise
