@@ -1,0 +1,75 @@
+"""Fixtures of the cluster tests: Knative's CRD schema, function sources, a fake cluster."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+KNATIVE = Path(__file__).resolve().parents[2].parent / "shared" / "knative"
+
+
+def _strict(schema):
+    """The CRD's structural schema as JSON Schema that also rejects unknown fields.
+
+    The API server would silently prune an unknown (e.g. misspelt) field; here it fails.
+    """
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {k: _strict(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict) or key in ("allOf", "anyOf", "oneOf"):
+            out[key] = _strict(value)
+        elif key == "x-kubernetes-int-or-string":
+            continue
+        else:
+            out[key] = value
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields") \
+            and "additionalProperties" not in schema:
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def service_schema() -> dict:
+    crd = yaml.safe_load((KNATIVE / "crd-service.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+
+
+def validate_service(manifest: dict) -> None:
+    import jsonschema
+
+    jsonschema.validate(manifest, service_schema())
+
+
+@pytest.fixture
+def function_dir(tmp_path: Path) -> Path:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "function.sh").write_text('handler() {\n  echo "hello $1"\n}\n')
+    return src
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """A FakeCluster with KUBECONFIG pointing at it (context `fake`, namespace `default`)."""
+    fakekube = pytest.importorskip("tests.fakekube")
+    with fakekube.FakeCluster(namespace="default", domain="example.com") as cluster:
+        path = tmp_path / "kubeconfig"
+        cluster.write_kubeconfig(path, context="fake")
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        cluster.kubelet.run_seconds = float(os.environ.get("FNCTL_TEST_BUILD_SECONDS", "0.2"))
+        yield cluster
