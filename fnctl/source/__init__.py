@@ -1,74 +1,23 @@
-"""Function sources: a folder, a single file, or a git repository."""
+"""Function sources: a folder, a single file, or a git repository.
+
+Names load lazily: the CLI's start-up should not pay for gitpython or
+pathspec when a command never touches a source.
+"""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+import importlib
 
-from fnctl.errors import SourceError
-from fnctl.source.context import BuildContext, ContextFile, file_from_path, make_context
-from fnctl.source.git import clone, looks_like_git_url
-from fnctl.source.ignore import walk
-
-__all__ = ["BuildContext", "ContextFile", "SourceTree", "checkout", "make_context", "package",
-           "looks_like_git_url"]
+_EXPORTS = {
+    "SourceTree": "fnctl.source.tree", "checkout": "fnctl.source.tree", "subfolder": "fnctl.source.tree",
+    "package": "fnctl.source.tree", "looks_like_git_url": "fnctl.source.git",
+    "BuildContext": "fnctl.source.context", "ContextFile": "fnctl.source.context",
+    "make_context": "fnctl.source.context",
+}
+__all__ = sorted(_EXPORTS)
 
 
-@dataclass(frozen=True)
-class SourceTree:
-    root: Path                 # the folder whose files make the function
-    origin: str                # what the user gave
-    file: str | None = None    # when a single file was given: its name
-    commit: str | None = None  # when cloned: the commit checked out
-
-
-@contextmanager
-def checkout(spec: str, revision: str | None = None) -> Iterator[SourceTree]:
-    """Make the source available as a folder for the duration of the block."""
-    if looks_like_git_url(spec):
-        workspace = Path(tempfile.mkdtemp(prefix="fnctl-src-"))
-        try:
-            commit = clone(spec, workspace / "repo", revision)
-            yield SourceTree(workspace / "repo", spec, commit=commit)
-        finally:
-            shutil.rmtree(workspace, ignore_errors=True)
-        return
-    path = Path(spec).expanduser()
-    if revision:
-        raise SourceError(f"--revision {revision!r} needs a git URL, but {spec!r} is a local path",
-                          "use a git URL such as file:///path/to/repo, or drop --revision")
-    if not path.exists():
-        raise SourceError(f"source {spec!r} does not exist",
-                          "give a folder, a file, or a git URL (https://, ssh://, git@host:repo, file://)")
-    if path.is_file():
-        yield SourceTree(path.resolve().parent, spec, file=path.name)
-    elif path.is_dir():
-        yield SourceTree(path.resolve(), spec)
-    else:
-        raise SourceError(f"source {spec!r} is neither a file nor a folder", "give a folder, a file or a git URL")
-
-
-def subfolder(tree: SourceTree, directory: str) -> Path:
-    """The DIRECTORY build argument: a folder inside the source, never outside it."""
-    rel = PurePosixPath(directory or ".")
-    if rel.is_absolute() or ".." in rel.parts:
-        raise SourceError(f"DIRECTORY {directory!r} must be a relative path inside the source",
-                          "e.g. --build-argument DIRECTORY=functions/echo")
-    folder = tree.root / rel
-    if not folder.is_dir():
-        raise SourceError(f"DIRECTORY {directory!r} does not exist in {tree.origin}",
-                          "give a folder that exists in the source (relative to its top)")
-    return folder
-
-
-def package(folder: Path, prefix: str = "src/") -> list[ContextFile]:
-    """The function's files under `prefix`, honouring the ignore files."""
-    files = [file_from_path(prefix + rel, path) for rel, path in walk(folder)]
-    if not files:
-        raise SourceError(f"the source folder {folder} holds no files (after ignore rules)",
-                          "check the path, DIRECTORY and your .gitignore/.dockerignore/.fnctlignore")
-    return files
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fnctl.source' has no attribute {name!r}")
