@@ -28,8 +28,7 @@ from fnctl.builders.kaniko import (
 )
 from fnctl.errors import NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
-from fnctl.source import ContextFile, SourceTree, checkout, make_context, package, subfolder
-from fnctl.source.context import BuildContext, file_from_path
+from fnctl.source.context import BuildContext, ContextFile, file_from_path, make_context
 
 RUNTIME_IMAGES = "fnctl-runtime-images"           # ConfigMap: runtime context digest -> image@digest
 TEMPLATE_LABEL = "fnctl.dev/buildtemplate"
@@ -307,6 +306,8 @@ class PhaseClock:
 
 def _prepare_source(request: DeployRequest, template: templates.BuildTemplate):
     """(resolved parameters, the function's files under src/, source annotation)."""
+    from fnctl.source import checkout
+
     with checkout(request.source, request.revision) as tree:
         # The machine's image map is for its local Docker engine; kaniko pulls in the cluster.
         values = template.resolve(request.build_args, source_file=tree.file, cfg=config.Config())
@@ -315,7 +316,10 @@ def _prepare_source(request: DeployRequest, template: templates.BuildTemplate):
     return values, files, origin
 
 
-def source_files(tree: SourceTree, values: dict[str, str]) -> list[ContextFile]:
+def source_files(tree, values: dict[str, str]) -> list[ContextFile]:
+    """The function's files under src/: the single file given, or the DIRECTORY folder of the tree."""
+    from fnctl.source import package, subfolder
+
     if tree.file:
         return [file_from_path(f"src/{tree.file}", tree.root / tree.file)]
     return package(subfolder(tree, values.get("DIRECTORY", ".")))
