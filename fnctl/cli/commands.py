@@ -98,9 +98,9 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         kaniko_image=kaniko_image)
     reporter = TerminalReporter(quiet=quiet)
     if dry_run:
-        from fnctl.cluster import dry_run as cluster_dry_run
+        from fnctl.cluster import ClusterTarget
 
-        objects = cluster_dry_run(request, namespace=namespace)
+        objects = ClusterTarget(context=context, namespace=namespace).dry_run(request)
         dump(objects if output != "yaml" else {"apiVersion": "v1", "kind": "List", "items": objects},
              "json" if output in ("json", "human", "url") else "yaml")
         return
