@@ -38,6 +38,7 @@ class FakeApiServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "fakekube/1.0"
 
     def log_message(self, fmt, *args):
