@@ -118,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/") or "/"
         q = parse_qs(parts.query, keep_blank_values=True)
         query = {k: (v[0] if len(v) == 1 else v) for k, v in q.items()}
-        self.q = {k: v[-1] for k, v in q.items()}
+        self.q = {k: (v[-1].lower() if v[-1] in ("True", "False") else v[-1]) for k, v in q.items()}
         self.qlist = q
         cluster = self.cluster
         with cluster._req_lock:
