@@ -9,6 +9,7 @@ fails, or time runs out.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 from fnctl.errors import DeployError, FnctlError, WaitTimeout
@@ -152,8 +153,13 @@ def wait_ready(kube: Kube, name: str, generation: int | None, timeout: float) ->
     from fnctl.kube.client import KSERVICES
 
     deadline = time.monotonic() + timeout
+    with closing(kube.watch(KSERVICES, name, deadline)) as states:
+        return _wait(kube, name, generation, timeout, states)
+
+
+def _wait(kube: Kube, name: str, generation: int | None, timeout: float, states) -> dict:
     waiting_for = "the Knative controller to see the new spec"
-    for obj in kube.watch(KSERVICES, name, deadline):
+    for obj in states:
         if not obj:
             raise DeployError(f"service {name!r} was deleted while fnctl waited for it",
                               "someone deleted it; deploy again")

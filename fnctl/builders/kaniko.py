@@ -20,6 +20,7 @@ import secrets
 import tarfile
 import time
 from collections import deque
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -176,11 +177,11 @@ class KanikoBuilder:
             size = _size(len(spec.context.data))
             how = "in a ConfigMap" if spec.small else "into the build pod"
             self.reporter.phase("upload", f"build context of the {what}, {size}, {how}")
+            created_pod = True          # from here on, cleanup tries (a missing object is fine)
             pod = self.kube.create(PODS, pod_manifest(spec, self.kube.namespace, self.options))
-            created_pod = True
             if spec.small:
-                self.kube.create(CONFIGMAPS, configmap_manifest(spec, self.kube.namespace, owner=pod))
                 created_cm = True
+                self.kube.create(CONFIGMAPS, configmap_manifest(spec, self.kube.namespace, owner=pod))
             digest = self._run(spec, what)
             repo = spec.destination.rsplit(":", 1)[0] if ":" in spec.destination.rsplit("/", 1)[-1] \
                 else spec.destination
@@ -209,10 +210,14 @@ class KanikoBuilder:
         deadline = time.monotonic() + self.options.timeout
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         uploaded = spec.small
+        with closing(self.kube.watch(PODS, spec.pod_name, deadline)) as states:
+            return self._follow(spec, what, states, deadline, tail, uploaded)
+
+    def _follow(self, spec: BuildSpec, what: str, states, deadline: float, tail: deque[str],
+                uploaded: bool) -> str:
         last = "the build pod to be scheduled"
         streamed = False
-        pod: dict = {}
-        for pod in self.kube.watch(PODS, spec.pod_name, deadline):
+        for pod in states:
             if not pod:
                 raise BuildError(f"the build pod {spec.pod_name} was deleted during the build of the {what}",
                                  "someone or something deleted it; deploy again")
@@ -281,6 +286,8 @@ class KanikoBuilder:
 
 
 def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
     return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
 
 

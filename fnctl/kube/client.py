@@ -7,6 +7,7 @@ failure can say exactly what was refused and where.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -93,7 +94,8 @@ class Kube:
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise kerr.unreachable(self.server, _short(e)) from None
         if (resp.status == 404 and not_found_ok) or resp.status in none_on:
-            resp.response.release_conn()
+            with contextlib.suppress(urllib3.exceptions.HTTPError, OSError):
+                resp.read()             # drain, so the pooled connection stays usable
             return None
         if not 200 <= resp.status <= 299:
             try:
@@ -133,12 +135,12 @@ class Kube:
                             name=name, body=patch, content_type="application/merge-patch+json")
 
     def delete(self, res: Resource, name: str, missing_ok: bool = True) -> bool:
-        """Delete (foreground for pods, so owned objects follow). False when it was not there."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        """Delete in the background (owned objects follow); pods at once. False when it was not there."""
+        query = {"propagationPolicy": "Background"}
         if res is PODS:
-            body["gracePeriodSeconds"] = 0
+            query["gracePeriodSeconds"] = "0"
         found = self.request("DELETE", res.path(self.namespace, name), verb="delete", resource=res.name,
-                             name=name, body=body, not_found_ok=missing_ok)
+                             name=name, query=query, not_found_ok=missing_ok)
         return found is not None
 
     def api_group_served(self, group: str, version: str) -> bool:
@@ -196,8 +198,7 @@ class Kube:
             except _Dropped:
                 pass            # resume from rv
             finally:
-                resp.release_conn()
-                resp.close()
+                _close(resp)
             if gone:
                 rv = None
 
@@ -214,8 +215,7 @@ class Kube:
         except _Dropped:
             return
         finally:
-            resp.release_conn()
-            resp.close()
+            _close(resp)
 
     def exec_upload(self, pod: str, container: str, command: list[str], data: bytes,
                     timeout: float = 300.0) -> tuple[int | None, str]:
@@ -256,6 +256,15 @@ class Kube:
         if isinstance(err, bytes):
             err = err.decode("utf-8", "replace")
         return code, err
+
+
+def _close(resp) -> None:
+    """Close a stream that may not be at its end: its connection must not go back to the pool as is."""
+    try:
+        resp.close()
+        resp.release_conn()
+    except Exception:           # noqa: BLE001 - closing is best effort
+        pass
 
 
 class _Dropped(Exception):
