@@ -126,6 +126,9 @@ class Handler(BaseHTTPRequestHandler):
         body = b""
         try:
             if method in ("POST", "PUT", "PATCH"):
+                if int(self.headers.get("Content-Length") or 0) > 3 * 1024 * 1024:
+                    self.close_connection = True
+                    raise ApiError(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
                 body = self._read_body()
             if cluster.reject_tokens:
                 raise unauthorized()

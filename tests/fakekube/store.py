@@ -234,12 +234,14 @@ class Store:
             for k in both:
                 causes.append({"reason": "FieldValueDuplicate", "field": "data",
                                "message": f'Invalid value: "{k}": duplicate of key present in binaryData'})
-        size = sum(len(v) for f in fields for v in (obj.get(f) or {}).values() if isinstance(v, str))
+        size = 0
+        for f in fields:
+            for v in (obj.get(f) or {}).values():
+                if isinstance(v, str):
+                    size += len(base64.b64decode(v)) if (f == "binaryData" or rt.plural == "secrets") else len(v)
         if size > 1048576:
-            kind = "ConfigMap" if rt.plural == "configmaps" else "Secret"
-            causes.append({"reason": "FieldValueTooLong", "field": "",
-                           "message": f"Too long: must have at most 1048576 bytes"})
-            del kind
+            causes.append({"reason": "FieldValueTooLong", "field": "[]",
+                           "message": "Too long: must have at most 1048576 bytes"})
         if causes:
             raise invalid(rt, name, causes)
 
