@@ -73,6 +73,8 @@ type bridge struct {
 	stopping  int32
 	abort     chan struct{} // closed when the shutdown drain deadline passes
 	abortOnce sync.Once
+
+	requests atomic.Uint64 // public requests seen, for idle detection
 }
 
 func newBridge(cfg *config, stderr io.Writer) *bridge {
@@ -167,6 +169,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) { writeBody(w, st
 // --- public HTTP handler ----------------------------------------------------
 
 func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.requests.Add(1)
 	body, ok := readLimited(r.Body, r.ContentLength, b.cfg.maxBytes)
 	if !ok {
 		if body == nil && r.ContentLength <= b.cfg.maxBytes {

@@ -77,7 +77,9 @@ func run(args, environ []string, stdout, stderr io.Writer, sigs <-chan os.Signal
 		inv, err := newInvoker(b, i)
 		if err != nil {
 			fmt.Fprintf(stderr, "fnctl-bridge: cannot open a Runtime API listener: %v\n", err)
-			b.stopAll(true)
+			for _, inv := range b.invokers {
+				inv.srv.Close()
+			}
 			return exitFatal
 		}
 		b.invokers = append(b.invokers, inv)
@@ -125,6 +127,7 @@ func run(args, environ []string, stdout, stderr io.Writer, sigs <-chan os.Signal
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, readyMessage, ln.Addr().String(), cfg.invokers)
+	go b.releaseMemoryWhenIdle(10 * time.Second)
 
 	select {
 	case err := <-b.fatalCh:
@@ -207,15 +210,13 @@ func listenPublic(host string, port int) (net.Listener, error) {
 }
 
 // tuneRuntime sizes GOMAXPROCS to the container's CPU quota (Go 1.19 does
-// not) and trades a little memory for fewer GC cycles, unless overridden.
+// not), unless GOMAXPROCS is set. GOGC stays at its default: the relay
+// allocates little, and a larger heap goal would inflate peak memory.
 func tuneRuntime() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		if n := cgroupCPUs(); n > 0 && n < runtime.NumCPU() {
 			runtime.GOMAXPROCS(n)
 		}
-	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(200)
 	}
 }
 
@@ -242,4 +243,32 @@ func cgroupCPUs() int {
 		return 0
 	}
 	return int(math.Ceil(quota / period))
+}
+
+// releaseMemoryWhenIdle hands memory back to the OS once traffic stops, so
+// an idle bridge stays small after a burst (1000 connections' buffers and
+// stacks would otherwise linger until the runtime's slow scavenger runs).
+func (b *bridge) releaseMemoryWhenIdle(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last uint64
+	busy := false
+	for {
+		select {
+		case <-t.C:
+		case <-b.stopCh:
+			return
+		}
+		n := b.requests.Load()
+		switch {
+		case n != last:
+			busy = true
+		case busy:
+			busy = false
+			runtime.GC()         // a first cycle only moves sync.Pool contents (e.g.
+			debug.FreeOSMemory() // net/http's bufio pools) to the victim cache
+
+		}
+		last = n
+	}
 }
