@@ -343,6 +343,8 @@ func TestFunctionError(t *testing.T) {
 	}
 	r = h.post("cmd:errortext")
 	expect(t, r, 500, `{"errorMessage":"bad thing","errorType":"Custom.Type"}`)
+	r = h.post("cmd:trailererror")
+	expect(t, r, 500, `{"errorMessage":"stream broke","errorType":"StreamError"}`)
 	h.stderr.waitFor(t, regexp.MustCompile(`fnctl-bridge: invocation [0-9a-f-]+ failed: FakeError: boom\n`), 5*time.Second)
 	expect(t, h.post("after"), 200, "after")
 }

@@ -116,6 +116,16 @@ func runFakeBootstrap() int {
 		case "badid":
 			code, body := post("invocation/00000000-0000-4000-8000-000000000000/response", []byte("x"), nil)
 			respond([]byte(fmt.Sprintf("%d %s", code, body)))
+		case "trailererror":
+			// aws-lambda-go reports a failed streamed response in trailers.
+			errBody := base64.StdEncoding.EncodeToString([]byte(`{"errorMessage":"stream broke","errorType":"StreamError"}`))
+			req, _ := http.NewRequest("POST", api+"invocation/"+id+"/response", nil)
+			req.ContentLength = -1
+			req.Trailer = http.Header{"Lambda-Runtime-Function-Error-Type": nil, "Lambda-Runtime-Function-Error-Body": nil}
+			req.Body = &trailerBody{r: strings.NewReader("partial"), req: req, typ: "StreamError", body: errBody}
+			if resp, err := client.Do(req); err == nil {
+				resp.Body.Close()
+			}
 		case "respond":
 			respond([]byte(arg))
 		case "respondraw":
@@ -149,3 +159,21 @@ func runFakeBootstrap() int {
 		}
 	}
 }
+
+// trailerBody sets the request's trailers once the body has been read.
+type trailerBody struct {
+	r         io.Reader
+	req       *http.Request
+	typ, body string
+}
+
+func (t *trailerBody) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err == io.EOF {
+		t.req.Trailer.Set("Lambda-Runtime-Function-Error-Type", t.typ)
+		t.req.Trailer.Set("Lambda-Runtime-Function-Error-Body", t.body)
+	}
+	return n, err
+}
+
+func (t *trailerBody) Close() error { return nil }
