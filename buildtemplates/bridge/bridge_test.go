@@ -673,6 +673,18 @@ func TestInitFailureExits(t *testing.T) {
 	}
 }
 
+func TestInitFailureOnRestartExits(t *testing.T) {
+	p := startSubprocess(t, "FNCTL_FAKE_MODE=failonrestart")
+	url := "http://" + p.stdout.waitFor(t, readyRE, 30*time.Second)[1] + "/"
+	expect(t, do(t, "POST", url, "cmd:die:3"), 502, "")
+	if code := p.wait(t); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if want := "fnctl-bridge: runtime failed to start: Runtime.ExitError: exit status 5\n"; !strings.Contains(p.stderr.String(), want) {
+		t.Errorf("stderr %q, want %q", p.stderr.String(), want)
+	}
+}
+
 func TestReadinessAfterAllInvokersPolled(t *testing.T) {
 	start := time.Now()
 	p := startSubprocess(t, "FNCTL_FAKE_MODE=slowinit:300", "INVOKER_COUNT=3")

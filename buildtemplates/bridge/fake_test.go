@@ -41,6 +41,13 @@ func runFakeBootstrap() int {
 		return 1
 	case mode == "exitbeforenext":
 		return 3
+	case mode == "failonrestart":
+		// The first process works; any restarted one fails to start.
+		marker := os.Getenv("LAMBDA_TASK_ROOT") + "/started"
+		if _, err := os.Stat(marker); err == nil {
+			return 5
+		}
+		os.WriteFile(marker, nil, 0o644)
 	case strings.HasPrefix(mode, "slowinit:"):
 		ms, _ := strconv.Atoi(strings.TrimPrefix(mode, "slowinit:"))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
