@@ -47,3 +47,13 @@ def test_exiting_runtime_is_a_502_and_is_restarted(start_bridge, go_echo, tmp_pa
     r = b.invoke('{"exit": 3}')
     assert r.status == 502
     assert b.invoke('{"name": "back"}').json()["greeting"] == "Hello back!"
+
+
+def test_api_gateway_proxy_response_and_a_malformed_one(start_bridge, go_echo, tmp_path):
+    b = start_bridge(go_echo, tmp_path, {"EVENT": "API_GATEWAY"})
+    r = b.invoke(None, path="/hello?name=Gopher")
+    assert r.status == 200
+    assert r.headers["content-type"] == "text/plain"
+    assert r.text == "Hello Gopher! (GET /hello)"
+    bad = b.invoke(None, path="/hello?plain=1")          # not a proxy response: API Gateway's 502
+    assert bad.status == 502

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -86,7 +87,8 @@ def test_still_serving_after_an_error(python):
 
 
 @pytest.mark.parametrize("handler,root,error_type,fragment", [
-    ("missing.handler", PY, "Runtime.ImportModuleError", "Unable to import module 'missing': No module named 'missing'"),
+    ("missing.handler", PY, "Runtime.ImportModuleError",
+     "Unable to import module 'missing': No module named 'missing'"),
     ("handlers.nope", PY, "Runtime.HandlerNotFound", "Handler 'nope' missing on module 'handlers'"),
     ("handlers.not_callable", PY, "Runtime.HandlerNotFound", "is not callable"),
     ("syntax.handler", PY / "broken", "Runtime.UserCodeSyntaxError", "Syntax error in module 'syntax'"),
@@ -95,7 +97,12 @@ def test_still_serving_after_an_error(python):
     ("boom.handler", PY / "broken", "Runtime.ImportModuleError", "module initialisation blew up"),
     ("nodot", PY, "Runtime.MalformedHandlerName", "Bad handler 'nodot'"),
 ])
-def test_load_failures_are_init_errors(start_bridge, python_binary, handler, root, error_type, fragment):
+def test_load_failures_are_init_errors(start_bridge, python_binary, tmp_path, handler, root, error_type, fragment):
+    if root == PY / "broken":
+        # A copy, with a module that does not parse (kept out of the repository, where linters read it).
+        shutil.copytree(root, tmp_path / "broken")
+        (tmp_path / "broken" / "syntax.py").write_text("def handler(event, context)\n    return 1\n")
+        root = tmp_path / "broken"
     b = start_bridge(BOOTSTRAP, root, {"_HANDLER": handler}, ready=False)
     assert b.wait_exit() == 1
     assert fragment in b.stderr

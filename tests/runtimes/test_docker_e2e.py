@@ -1,0 +1,257 @@
+"""Every runtime end to end: `fnctl deploy service ... --local` on the real Docker engine.
+
+Each test deploys with a unique `rt-` name, talks to the service on 127.0.0.1
+and deletes it afterwards, whatever happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, fnctl, needs_docker
+from tests.runtimes.helpers import FIXTURES, http
+
+pytestmark = [pytest.mark.docker, needs_docker]
+
+
+@pytest.fixture
+def service():
+    """A unique service name; the service is deleted afterwards."""
+    names: list[str] = []
+
+    def make(prefix: str = "rt") -> str:
+        names.append(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        fnctl("delete", "service", name, "--local")
+
+
+def deploy(name: str, source: Path, template: str, *build_args: str, ok: bool = True):
+    args = ["deploy", "service", name, "-f", str(source), "--build-template", template, "--local", "--wait",
+            "-o", "json"]
+    for a in build_args:
+        args += ["--build-argument", a]
+    r = fnctl(*args)
+    if ok:
+        assert r.code == 0, r
+        return json.loads(r.out)
+    return r
+
+
+# -- node4 ---------------------------------------------------------------------
+
+def test_node4_landing_page_with_api_gateway(service):
+    url = deploy(service(), EXAMPLES / "node4-landing", "node4",
+                 "HANDLER=handler.landingPage", "EVENT=API_GATEWAY")["url"]
+    r = http(url + "/?name=Ada")
+    assert r.status == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "<h1>Hello, Ada!</h1>" in r.text and r.text.startswith("<html>")
+
+
+def test_node4_landing_page_without_api_gateway_is_json(service):
+    url = deploy(service(), EXAMPLES / "node4-landing", "knative-node4-runtime", "HANDLER=handler.landingPage")["url"]
+    r = http(url, "{}")
+    assert r.status == 200
+    body = r.json()
+    assert body["statusCode"] == 200 and body["headers"] == {"Content-Type": "text/html"}
+    assert "<h1>Hello, world!</h1>" in body["body"]
+
+
+def test_node4_errors_and_styles(service):
+    url = deploy(service(), FIXTURES / "node", "node4", "HANDLER=handlers.asyncThrow")["url"]
+    r = http(url, "{}")
+    assert r.status == 500
+    assert r.json()["errorType"] == "Error" and r.json()["errorMessage"] == "async failure"
+
+
+def test_node4_init_error_fails_the_deploy(service):
+    r = deploy(service(), FIXTURES / "node", "node4", "HANDLER=missing.handler", ok=False)
+    assert r.code != 0
+    assert "Cannot find module 'missing'" in r.err + r.out
+
+
+def test_node4_npm_ci_installs_production_dependencies(service):
+    url = deploy(service(), FIXTURES / "node-deps", "node4")["url"]
+    assert http(url, '{"name": "Ada"}').json() == {"greeting": "greetings, Ada", "devDependency": "not installed"}
+
+
+# -- python ---------------------------------------------------------------------
+
+def test_python_hello(service):
+    url = deploy(service(), EXAMPLES / "python-hello", "python")["url"]
+    body = http(url, '{"name": "Ada"}').json()
+    assert body["message"] == "Hello, Ada!"
+    assert body["remainingMs"] > 0
+    err = http(url, "not json")
+    assert err.status == 500
+    assert err.json()["errorType"] == "TypeError"
+    assert "expected a JSON object" in err.json()["errorMessage"]
+
+
+def test_python_hello_api_gateway(service):
+    url = deploy(service(), EXAMPLES / "python-hello", "python", "EVENT=API_GATEWAY")["url"]
+    r = http(url + "/greet?name=Ada")
+    assert r.status == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"message": "Hello, Ada!", "path": "/greet"}
+
+
+def _wheel(path: Path) -> None:
+    """A tiny pure-Python wheel, so requirements.txt installs with no index."""
+    name, version = "fnctl_fixture_dep", "1.0"
+    files = {f"{name}.py": b"def greet(name):\n    return f'greetings, {name}'\n",
+             f"{name}-{version}.dist-info/METADATA":
+                 f"Metadata-Version: 2.1\nName: fnctl-fixture-dep\nVersion: {version}\n".encode(),
+             f"{name}-{version}.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: fnctl-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}"
+              for n, d in files.items()]
+    files[f"{name}-{version}.dist-info/RECORD"] = ("\n".join([*record, f"{name}-{version}.dist-info/RECORD,,"])
+                                                  + "\n").encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, d in files.items():
+            z.writestr(zipfile.ZipInfo(n, (1980, 1, 1, 0, 0, 0)), d)
+
+
+def test_python_requirements_are_installed(service, tmp_path):
+    src = tmp_path / "fn"
+    shutil.copytree(FIXTURES / "python", src)
+    _wheel(src / "fnctl_fixture_dep-1.0-py3-none-any.whl")
+    (src / "requirements.txt").write_text("./fnctl_fixture_dep-1.0-py3-none-any.whl\n")
+    url = deploy(service(), src, "python", "HANDLER=handlers.uses_dependency")["url"]
+    assert http(url, '{"name": "Ada"}').json() == "greetings, Ada"
+
+
+def test_python_init_error_fails_the_deploy(service):
+    r = deploy(service(), FIXTURES / "python", "python", "HANDLER=handlers.nope", ok=False)
+    assert r.code != 0
+    assert "Handler 'nope' missing on module 'handlers'" in r.err + r.out
+
+
+# -- go -------------------------------------------------------------------------------
+
+def test_go_echo_without_go_mod(service):
+    url = deploy(service(), FIXTURES / "go-echo", "go")["url"]
+    assert http(url, '{"name": "Gopher"}').json()["greeting"] == "Hello Gopher!"
+    r = http(url, '{"panic": "boom"}')
+    assert r.status == 500 and r.json()["errorType"] == "Runtime.Panic"
+    assert http(url, '{"name": "still here"}').json()["greeting"] == "Hello still here!"
+
+
+def test_go_echo_with_go_mod_and_api_gateway(service, tmp_path):
+    src = tmp_path / "fn"
+    shutil.copytree(FIXTURES / "go-echo", src)
+    (src / "go.mod").write_text("module example.com/echo\n\ngo 1.18\n")
+    url = deploy(service(), src, "knative-go-runtime", "EVENT=API_GATEWAY")["url"]
+    r = http(url + "/hi?name=Gopher")
+    assert r.status == 200
+    assert r.headers["content-type"] == "text/plain"
+    assert r.text == "Hello Gopher! (GET /hi)"
+
+
+@pytest.mark.skipif(not os.environ.get("FNCTL_TEST_GOPROXY"),
+                    reason="examples/go-lambda downloads github.com/aws/aws-lambda-go; set FNCTL_TEST_GOPROXY to a "
+                           "reachable Go module proxy to run it")
+def test_go_lambda_example(service):
+    url = deploy(service(), EXAMPLES / "go-lambda", "go", f"GOPROXY={os.environ['FNCTL_TEST_GOPROXY']}")["url"]
+    assert http(url, '{"name": "Ada"}').json() == "Hello Ada!"
+
+
+# -- azure-dotnet, with stand-ins for Microsoft's images ---------------------------------
+
+FAKE_DOTNET = """#!/bin/sh
+# Stand-in for `dotnet publish PROJECT -c CONFIG -o OUT ...`: copies the project.
+set -e
+[ "$1" = publish ] || { echo "fake dotnet: only publish" >&2; exit 1; }
+project=$2; shift 2; out=
+while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift 2;; -c) config=$2; shift 2;; *) shift;; esac; done
+mkdir -p "$out"; cp -r . "$out/"
+echo "project=$project config=$config" > "$out/published.txt"
+"""
+
+FAKE_HOST = """#!/usr/bin/env python3
+# Stand-in for the Functions host: serves /api/MyHttpTrigger on ASPNETCORE_URLS.
+import os, http.server, urllib.parse
+port = int(os.environ["ASPNETCORE_URLS"].rsplit(":", 1)[1])
+root = os.environ["AzureWebJobsScriptRoot"]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        name = urllib.parse.parse_qs(u.query).get("name", ["?"])[0]
+        body = (f"Hello, {name}. model={os.environ.get('FAKE_MODEL', 'in-process')} "
+                f"inproc8={os.environ.get('FUNCTIONS_INPROC_NET8_ENABLED', '')} "
+                f"logging={os.environ.get('AzureFunctionsJobHost__Logging__Console__IsEnabled')} "
+                f"{open(os.path.join(root, 'published.txt')).read().strip()}").encode()
+        self.send_response(200 if u.path == "/api/MyHttpTrigger" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+START_NONAPPSERVICE = """#!/bin/sh
+export FAKE_MODEL=isolated
+exec /azure-functions-host/Microsoft.Azure.WebJobs.Script.WebHost
+"""
+
+
+def _docker_build(tag: str, dockerfile: str, files: dict[str, str]) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, text in {"Dockerfile": dockerfile, **files}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=raw.getvalue(), check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def fake_azure_images():
+    tag = uuid.uuid4().hex[:8]
+    sdk, isolated, inproc = (f"fnctl-test/fake-{n}:{tag}" for n in ("dotnet-sdk", "functions-isolated",
+                                                                    "functions-inproc"))
+    _docker_build(sdk, "FROM fnctl-local/debian:bookworm\nCOPY dotnet /usr/local/bin/dotnet\n",
+                  {"dotnet": FAKE_DOTNET})
+    host = ("FROM fnctl-local/python:bookworm\n"
+            "COPY host /azure-functions-host/Microsoft.Azure.WebJobs.Script.WebHost\n"
+            "ENV ASPNETCORE_URLS=http://+:80\n")
+    _docker_build(inproc, host, {"host": FAKE_HOST})
+    _docker_build(isolated, host + "COPY start /opt/startup/start_nonappservice.sh\n",
+                  {"host": FAKE_HOST, "start": START_NONAPPSERVICE})
+    yield [f"DOTNET_SDK_IMAGE={sdk}", f"ISOLATED_IMAGE={isolated}", f"INPROC_IMAGE={inproc}"]
+    subprocess.run(["docker", "rmi", "-f", sdk, isolated, inproc], capture_output=True)
+
+
+@pytest.mark.parametrize("model", ["isolated", "in-process"])
+def test_azure_dotnet_with_stand_in_images(service, fake_azure_images, model):
+    info = deploy(service(), EXAMPLES / "azure-dotnet", "azure-dotnet", *fake_azure_images, f"WORKER_MODEL={model}")
+    r = http(info["url"] + "/api/MyHttpTrigger?name=Ada")
+    assert r.status == 200
+    assert r.text.startswith("Hello, Ada.")
+    assert f"model={model}" in r.text
+    assert ("inproc8=1" in r.text) == (model == "in-process")
+    assert "logging=true" in r.text
+    assert "project=MyHttpTrigger.csproj config=Release" in r.text
+
+
+def test_azure_dotnet_rejects_an_unknown_worker_model(service, fake_azure_images):
+    r = deploy(service(), EXAMPLES / "azure-dotnet", "azure-dotnet", *fake_azure_images, "WORKER_MODEL=bogus",
+               ok=False)
+    assert r.code != 0
+    assert "WORKER_MODEL must be isolated or in-process" in r.err + r.out
