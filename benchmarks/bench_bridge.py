@@ -27,6 +27,13 @@ def _start(image: str, name: str) -> int:
     return port
 
 
+def _start_any(image: str, name: str) -> int:
+    port = b.free_port()
+    b.run_container(image, name, port)
+    b.wait_answer(port, BODY.encode(), lambda got: b"netadmin" in got, deadline_s=60)
+    return port
+
+
 def run() -> dict:
     reps = b.reps(3, 1)
     seconds = "2s" if b.QUICK else "4s"
@@ -72,6 +79,18 @@ def run() -> dict:
         b.log(f"bash hey -c 1000 -z {demo}: {json.dumps(results['bash_demo'])}")
     finally:
         b.delete_service(name)
+    if not b.QUICK:
+        # The fix direction for the bash runtime's throughput: benchmarks/functions/bash-devtcp ships
+        # its own bootstrap (the custom-runtime convention) that speaks the Runtime API over bash's
+        # /dev/tcp instead of forking curl and sed for every event. Same handler, same bridge.
+        image = b.function_image(b.FUNCTIONS / "bash-devtcp", "bash", f"{b.IMG}/bash-devtcp")
+        port = _start_any(image, "bench-bridge-bash-devtcp")
+        try:
+            time.sleep(1)
+            results["bash_devtcp_demo"] = {"duration": "30s", **b.hey(port, 1000, duration="30s", timeout=180)}
+            b.log(f"bash-devtcp hey -c 1000 -z 30s: {json.dumps(results['bash_devtcp_demo'])}")
+        finally:
+            b.remove_container("bench-bridge-bash-devtcp")
     results["tables"] = report(results)
     b.save("bridge", results)
     return results
@@ -122,8 +141,10 @@ def report(res: dict) -> list[str]:
     if res["bash"]:
         tables.append(b.table("Bridge: bash runtime (examples/bash-echo deployed with fnctl) vs plain Go",
                               ["metric", "bridge + bash", "plain go", "ratio"], rows))
-    d = res.get("bash_demo")
-    if d:
+    for key, label in (("bash_demo", "bash-echo"), ("bash_devtcp_demo", "bash-echo, /dev/tcp bootstrap (PoC)")):
+        d = res.get(key)
+        if not d:
+            continue
         status = ", ".join(f"[{k}] {v}" for k, v in sorted(d["status"].items())) or "none"
         errors = "; ".join(f"{v}x {k}" for k, v in d["errors"].items()) or "none"
         rows = [["responses", d["responses"]], ["status codes", status],
@@ -133,5 +154,5 @@ def report(res: dict) -> list[str]:
                 ["target", "zero failed or dropped: " + ("met" if d["failed"] == 0 and
                                                          set(d["status"]) <= {"200"} else "MISSED")]]
         tables.append(b.table(f"Bridge: hey -c 1000 -z {d['duration']} against bash (Knative autoscaling demo)",
-                              ["", "bash-echo"], rows))
+                              ["", label], rows))
     return tables

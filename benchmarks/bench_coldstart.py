@@ -113,7 +113,8 @@ def run() -> dict:
             continue
         rows.append([label, b.fmt(m["idle_mib"], " MiB"), b.fmt(pm["idle_mib"], " MiB"),
                      b.ratio(m["idle_mib"], pm["idle_mib"]) + " (target < 15 MiB)",
-                     b.fmt(m["load_mib"], " MiB"), b.fmt(pm["load_mib"], " MiB"), b.ratio(m["load_mib"], pm["load_mib"])])
+                     b.fmt(m["load_mib"], " MiB"), b.fmt(pm["load_mib"], " MiB"),
+                     b.ratio(m["load_mib"], pm["load_mib"])])
     tables.append(b.table("Memory: VmRSS of the bridge process vs the plain Go server (idle; peak under hey -c 50)",
                           ["runtime", "bridge idle", "plain idle", "ratio", "bridge under load", "plain under load",
                            "ratio"], rows))
