@@ -173,7 +173,7 @@ def _wait(kube: Kube, name: str, generation: int | None, timeout: float, states)
         if state == "True":
             return obj
         if state == "False":
-            raise failed(obj)
+            raise failed(obj, _revision(kube, obj))
         detail = _unknown_detail(obj)
         waiting_for = f"Ready: {detail}" if detail else "the Ready condition"
     raise WaitTimeout(
@@ -195,12 +195,28 @@ def _unknown_detail(obj: dict) -> str:
     return "; ".join(parts)
 
 
-def failed(obj: dict) -> DeployError:
+def _revision(kube: Kube, obj: dict) -> dict | None:
+    """The failed revision, for its own reason (e.g. ContainerMissing under RevisionFailed); best effort."""
+    from fnctl.kube.client import REVISIONS
+
+    name = (obj.get("status") or {}).get("latestCreatedRevisionName")
+    if not name:
+        return None
+    try:
+        return kube.get(REVISIONS, name)
+    except FnctlError:
+        return None
+
+
+def failed(obj: dict, revision: dict | None = None) -> DeployError:
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
     ready = condition(obj)
     name = meta.get("name")
     reason = ready.get("reason") or "NotReady"
+    rev_reason = condition(revision or {}).get("reason")
+    if rev_reason and rev_reason != reason:
+        reason += f" ({rev_reason})"
     message = ready.get("message") or "no message"
     # Often the Configuration's condition says more (e.g. the revision's ExitCode1 message).
     cfg = condition(obj, "ConfigurationsReady")

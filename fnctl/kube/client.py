@@ -54,6 +54,7 @@ PODS = Resource("", "v1", "pods", "Pod")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 SECRETS = Resource("", "v1", "secrets", "Secret")
 KSERVICES = Resource("serving.knative.dev", "v1", "services", "Service")
+REVISIONS = Resource("serving.knative.dev", "v1", "revisions", "Revision")
 
 
 class Kube:
@@ -211,7 +212,10 @@ class Kube:
                             name=pod, query={"container": container, "follow": "true"}, stream=True,
                             timeout=(REQUEST_TIMEOUT[0], remaining))
         try:
-            yield from _lines(resp)
+            for line in _lines(resp):
+                yield line
+                if time.monotonic() >= deadline:
+                    return
         except _Dropped:
             return
         finally:

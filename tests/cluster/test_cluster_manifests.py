@@ -13,7 +13,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import KNATIVE, validate_service
 
 from fnctl import knative
 from fnctl.builders import kaniko
@@ -23,6 +22,7 @@ from fnctl.kube import config as kconf
 from fnctl.kube import errors as kerr
 from fnctl.model import DeployRequest
 from fnctl.source import ContextFile, make_context
+from tests.cluster.conftest import KNATIVE, validate_service
 
 DIGEST = "sha256:" + "ab" * 32
 

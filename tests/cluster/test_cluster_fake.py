@@ -1,0 +1,426 @@
+"""ClusterTarget end to end against tests.fakekube: the real kubernetes client over loopback HTTP."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from fnctl import errors
+from fnctl.cluster import ClusterTarget
+from fnctl.model import DeployRequest
+from tests.cluster.conftest import validate_service
+
+pytest.importorskip("tests.fakekube")
+
+
+class Recorder:
+    def __init__(self, interrupt_on_log: bool = False):
+        self.phases: list[str] = []
+        self.logs: list[str] = []
+        self.notes: list[str] = []
+        self.interrupt_on_log = interrupt_on_log
+
+    def phase(self, name, detail=""):
+        self.phases.append(name)
+
+    def log(self, line):
+        self.logs.append(line)
+        if self.interrupt_on_log:
+            raise KeyboardInterrupt
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def request(src, **over) -> DeployRequest:
+    values = dict(name="hello", source=str(src), template="bash", timeout=30)
+    values.update(over)
+    return DeployRequest(**values)
+
+
+def posts(cluster, plural: str) -> list:
+    return [r for r in cluster.requests if r[0] == "POST" and r[1].endswith("/" + plural)]
+
+
+def build_leftovers(cluster) -> list[str]:
+    pods = [p["metadata"]["name"] for p in cluster.list("pods", label_selector="app.kubernetes.io/managed-by=fnctl")]
+    cms = [c["metadata"]["name"] for c in cluster.list("configmaps", label_selector="fnctl.dev/build")]
+    return pods + cms
+
+
+def wait_gone(cluster, seconds=5.0) -> list[str]:
+    end = time.monotonic() + seconds
+    while build_leftovers(cluster) and time.monotonic() < end:
+        time.sleep(0.05)
+    return build_leftovers(cluster)
+
+
+# -- deploy --------------------------------------------------------------------------------
+
+def test_deploy_builds_creates_waits_and_returns_the_url(fake, function_dir):
+    rec = Recorder()
+    result = ClusterTarget().deploy(request(function_dir, env={"GREETING": "hi"}, min_scale=1), rec)
+    info = result.service
+    assert info.url == "http://hello.default.example.com"
+    assert info.ready is True and info.revision == "hello-00001" and info.namespace == "default"
+    assert info.image.startswith("knative.registry.svc.cluster.local/default/hello@sha256:")
+    assert info.env == {"GREETING": "hi"} and info.template == "bash"
+    assert result.built and not result.unchanged
+    for phase in ("source", "upload", "build", "push", "deploy", "wait"):
+        assert phase in rec.phases and phase in result.phases
+    assert rec.logs, "kaniko's log is streamed to the reporter"
+    ksvc = fake.get("services.serving.knative.dev", "hello")
+    validate_service({k: ksvc[k] for k in ("apiVersion", "kind", "spec")}
+                     | {"metadata": {k: ksvc["metadata"][k] for k in ("name", "namespace", "labels", "annotations")}})
+    assert ksvc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "1"
+    assert ksvc["metadata"]["annotations"]["fnctl.dev/template"] == "bash"
+    assert wait_gone(fake) == [], "build pods and ConfigMaps are deleted after success"
+    # waiting used a watch, not repeated GETs of the Service
+    watches = [r for r in fake.requests if r[2].get("watch") == "true" and "services" in r[1]]
+    assert watches
+
+
+def test_redeploy_makes_a_new_revision_with_the_same_url(fake, function_dir):
+    target = ClusterTarget()
+    first = target.deploy(request(function_dir), Recorder())
+    (function_dir / "function.sh").write_text('handler() {\n  echo "v2 $1"\n}\n')
+    second = target.deploy(request(function_dir), Recorder())
+    assert second.service.url == first.service.url
+    assert second.service.revision == "hello-00002" and second.service.image != first.service.image
+    ksvc = fake.get("services.serving.knative.dev", "hello")
+    assert ksvc["metadata"]["generation"] == 2
+    assert len(posts(fake, "services")) == 1, "the second deploy updates, it does not create"
+    assert any(r[0] == "PUT" and r[1].endswith("/services/hello") for r in fake.requests)
+
+
+def test_unchanged_redeploy_builds_nothing(fake, function_dir):
+    target = ClusterTarget()
+    target.deploy(request(function_dir), Recorder())
+    pods_before = len(posts(fake, "pods"))
+    again = target.deploy(request(function_dir), Recorder())
+    assert again.unchanged and not again.built
+    assert len(posts(fake, "pods")) == pods_before
+    assert fake.get("services.serving.knative.dev", "hello")["metadata"]["generation"] == 1
+
+
+def test_runtime_image_is_built_once(fake, function_dir, tmp_path):
+    target = ClusterTarget()
+    target.deploy(request(function_dir), Recorder())
+    assert len(posts(fake, "pods")) == 2                  # runtime + function
+    marker = fake.get("configmaps", "fnctl-runtime-images")
+    (runtime_ref,) = marker["data"].values()
+    assert runtime_ref.startswith("knative.registry.svc.cluster.local/fnctl-runtime/bash@sha256:")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "function.sh").write_text("handler() { echo other; }\n")
+    rec = Recorder()
+    target.deploy(request(other, name="other"), rec)
+    assert len(posts(fake, "pods")) == 3, "the second deploy runs one kaniko pod only"
+    assert any("already built" in n for n in rec.notes)
+    fn_pod_ctx = list(fake.built_contexts.values())[-1]
+    import gzip
+    assert runtime_ref.encode() in gzip.decompress(fn_pod_ctx), "the function builds FROM the runtime by digest"
+
+
+def test_conflicting_update_is_read_again_and_retried(fake, function_dir, monkeypatch):
+    from fnctl.kube.client import Kube
+
+    target = ClusterTarget()
+    target.deploy(request(function_dir), Recorder())
+    real = Kube.replace
+    calls = []
+
+    def racing_replace(self, res, body):
+        if not calls:       # someone else changes the Service between our read and our write
+            obj = fake.get("services.serving.knative.dev", "hello")
+            obj["metadata"]["labels"]["touched"] = "yes"
+            fake.store.update(fake_rt(), "default", "hello", obj)
+        calls.append(1)
+        return real(self, res, body)
+
+    monkeypatch.setattr(Kube, "replace", racing_replace)
+    (function_dir / "function.sh").write_text("handler() { echo v3; }\n")
+    result = target.deploy(request(function_dir), Recorder())
+    assert len(calls) == 2 and result.service.revision == "hello-00002"
+    assert fake.get("services.serving.knative.dev", "hello")["metadata"]["labels"]["touched"] == "yes"
+
+
+def fake_rt():
+    from tests.fakekube import resources
+
+    return resources.resolve("services.serving.knative.dev")
+
+
+# -- build failures and cleanup ----------------------------------------------------------
+
+def test_failing_build_reports_the_log_tail_and_cleans_up(fake, function_dir):
+    fake.kubelet.mode = "fail"
+    with pytest.raises(errors.BuildError) as info:
+        ClusterTarget().deploy(request(function_dir), Recorder())
+    err = info.value
+    assert "kaniko exited with code 1" in err.message
+    assert err.details and "error building image" in err.details
+    assert len(err.details.splitlines()) <= 20
+    assert wait_gone(fake) == []
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("oom", "ran out of memory (kaniko was OOMKilled)"),
+    ("image-pull", "cannot be pulled"),
+    ("unschedulable", "cannot be scheduled (Unschedulable)"),
+])
+def test_build_pod_faults(fake, function_dir, mode, expected):
+    fake.kubelet.mode = mode
+    start = time.monotonic()
+    with pytest.raises(errors.BuildError) as info:
+        ClusterTarget().deploy(request(function_dir), Recorder())
+    assert expected in info.value.message
+    if mode == "image-pull":
+        assert "gcr.io/kaniko-project/executor:v1.23.2" in info.value.message
+    if mode == "unschedulable":
+        assert "nodes are available" in info.value.message     # the scheduler's own words
+    assert time.monotonic() - start < 15
+    assert wait_gone(fake) == []
+
+
+def test_interrupt_mid_build_deletes_pod_and_configmap(fake, function_dir):
+    fake.kubelet.run_seconds = 2.0
+    with pytest.raises(errors.Interrupted) as info:
+        ClusterTarget().deploy(request(function_dir), Recorder(interrupt_on_log=True))
+    assert "deleted" in info.value.message
+    assert posts(fake, "pods") and posts(fake, "configmaps")
+    assert wait_gone(fake) == []
+
+
+def test_build_timeout_cleans_up(fake, function_dir):
+    fake.kubelet.mode = "slow"
+    fake.kubelet.run_seconds = 30
+    with pytest.raises(errors.WaitTimeout) as info:
+        ClusterTarget(build_timeout=1.5).deploy(request(function_dir), Recorder())
+    assert "did not finish within 1.5s" in info.value.message
+    assert wait_gone(fake) == []
+
+
+# -- contexts ---------------------------------------------------------------------------------
+
+def test_small_context_goes_in_a_configmap(fake, function_dir):
+    ClusterTarget().deploy(request(function_dir), Recorder())
+    assert fake.built_contexts and not fake.uploaded_contexts
+    assert len(posts(fake, "configmaps")) >= 2       # one per build (plus the runtime marker)
+
+
+def test_large_context_is_uploaded_into_the_init_container(fake, function_dir):
+    (function_dir / "blob.bin").write_bytes(os.urandom(1200 * 1024))     # incompressible
+    ClusterTarget().deploy(request(function_dir), Recorder())
+    assert len(fake.uploaded_contexts) == 1
+    (pod,) = fake.uploaded_contexts
+    assert pod in fake.built_contexts and len(fake.built_contexts[pod]) > 1024 * 1024
+    assert any(r[1].endswith(f"/pods/{pod}/exec") for r in fake.requests)
+    assert wait_gone(fake) == []
+
+
+# -- readiness ----------------------------------------------------------------------------------
+
+def test_ready_false_fails_fast_and_the_previous_revision_keeps_serving(fake, function_dir):
+    target = ClusterTarget()
+    target.deploy(request(function_dir), Recorder())
+    fake.knative.mode = "fail"
+    (function_dir / "function.sh").write_text("handler() { exit 1; }\n")
+    start = time.monotonic()
+    with pytest.raises(errors.DeployError) as info:
+        target.deploy(request(function_dir, timeout=60), Recorder())
+    assert time.monotonic() - start < 15, "fails fast, well before the timeout"
+    err = info.value
+    assert not isinstance(err, errors.WaitTimeout)
+    assert "ExitCode1" in err.message or "RevisionFailed" in err.message
+    assert "hello-00002" in err.message and "hello-00001 keeps serving" in err.message
+    traffic = fake.get("services.serving.knative.dev", "hello")["status"]["traffic"]
+    assert [t["revisionName"] for t in traffic if t.get("percent")] == ["hello-00001"]
+
+
+def test_container_missing_is_reported(fake, function_dir):
+    fake.knative.mode = "container-missing"
+    with pytest.raises(errors.DeployError) as info:
+        ClusterTarget().deploy(request(function_dir), Recorder())
+    assert "ContainerMissing" in info.value.message
+
+
+def test_wait_timeout_says_what_it_was_waiting_for(fake, function_dir):
+    fake.knative.mode = "never"
+    start = time.monotonic()
+    with pytest.raises(errors.WaitTimeout) as info:
+        ClusterTarget().deploy(request(function_dir, timeout=2), Recorder())
+    assert 1.5 < time.monotonic() - start < 20
+    assert "was not ready within 2s; still waiting for" in info.value.message
+
+
+def test_dropped_watch_is_resumed_from_the_last_resource_version(fake, function_dir):
+    fake.watch_drop_after = 1
+    fake.knative.delay = 1.0
+    result = ClusterTarget().deploy(request(function_dir), Recorder())
+    assert result.service.ready
+    watches = [r for r in fake.requests if r[2].get("watch") == "true" and "/services" in r[1]]
+    assert len(watches) >= 2
+    assert all(w[2].get("resourceVersion") for w in watches)
+    gets = [r for r in fake.requests if r[0] == "GET" and r[1].endswith("/services/hello")]
+    assert len(gets) <= 2, "no polling: the Service is read by name only before the update"
+
+
+def test_watch_relists_after_410_gone(fake):
+    from fnctl.kube import connect
+    from fnctl.kube.client import CONFIGMAPS
+
+    kube = connect()
+    kube.create(CONFIGMAPS, {"metadata": {"name": "w"}, "data": {"v": "1"}})
+    states = kube.watch(CONFIGMAPS, "w", time.monotonic() + 10)
+    assert next(states)["data"] == {"v": "1"}
+    kube.merge_patch(CONFIGMAPS, "w", {"data": {"v": "2"}})
+    fake.compact()
+    assert next(states)["data"] == {"v": "2"}
+    states.close()
+    lists = [r for r in fake.requests if r[2].get("fieldSelector") == "metadata.name=w" and not r[2].get("watch")]
+    assert len(lists) == 2
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+def test_unreachable_api_server(tmp_path, monkeypatch, function_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "kc"
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+""")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    with pytest.raises(errors.EnvironmentProblem) as info:
+        ClusterTarget().list()
+    assert f"http://127.0.0.1:{port}" in info.value.message and "connection refused" in info.value.message
+
+
+def test_rejected_credentials(fake):
+    fake.reject_tokens = True
+    with pytest.raises(errors.ClusterError) as info:
+        ClusterTarget().list()
+    assert "401" in info.value.message and "fake" in info.value.message
+
+
+def test_forbidden_names_verb_resource_and_namespace(fake, function_dir):
+    fake.forbid("create", "pods")
+    with pytest.raises(errors.ClusterError) as info:
+        ClusterTarget().deploy(request(function_dir), Recorder())
+    assert "may not create pods in namespace default" in info.value.message
+    assert "kubectl auth can-i create pods -n default" in info.value.hint
+
+
+def test_forbidden_list_of_services(fake):
+    fake.forbid("list", "services.serving.knative.dev")
+    with pytest.raises(errors.ClusterError) as info:
+        ClusterTarget().list()
+    assert "may not list services.serving.knative.dev in namespace default" in info.value.message
+
+
+def test_missing_namespace(fake, function_dir):
+    with pytest.raises(errors.EnvironmentProblem) as info:
+        ClusterTarget(namespace="nope").deploy(request(function_dir), Recorder())
+    assert "namespace 'nope' does not exist" in info.value.message
+
+
+def test_knative_not_installed(fake, function_dir):
+    fake.knative_installed = False
+    for call in (lambda t: t.list(), lambda t: t.deploy(request(function_dir), Recorder())):
+        with pytest.raises(errors.EnvironmentProblem) as info:
+            call(ClusterTarget())
+        assert info.value.message == ("Knative Serving is not installed in this cluster: "
+                                      "serving.knative.dev/v1 is not served")
+
+
+def test_unknown_context(fake):
+    with pytest.raises(errors.UsageError) as info:
+        ClusterTarget(context="nope").list()
+    assert "no context 'nope'" in info.value.message and "fake" in info.value.hint
+
+
+# -- get / describe / delete ---------------------------------------------------------------------
+
+def test_list_describe_and_delete_with_leftovers(fake, function_dir):
+    target = ClusterTarget()
+    target.deploy(request(function_dir), Recorder())
+    (info,) = target.list()
+    assert (info.name, info.ready, info.revision) == ("hello", True, "hello-00001") and info.created
+    assert target.describe("hello").url == "http://hello.default.example.com"
+    with pytest.raises(errors.NotFoundError):
+        target.describe("nothere")
+    fake.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "fnctl-build-hello-left-context",
+        "labels": {"app.kubernetes.io/managed-by": "fnctl", "fnctl.dev/service": "hello", "fnctl.dev/build": "x"}},
+        "data": {"a": "b"}})
+    target.delete("hello")
+    assert fake.get("services.serving.knative.dev", "hello") is None
+    assert fake.get("configmaps", "fnctl-build-hello-left-context") is None
+    assert fake.get("configmaps", "fnctl-runtime-images") is not None
+    with pytest.raises(errors.NotFoundError):
+        target.delete("hello")
+
+
+# -- build templates -------------------------------------------------------------------------------
+
+TEMPLATE = """name: team-sh
+runtime: team shell
+parameters:
+  - {name: HANDLER, default: function.handler}
+dockerfileInline: |
+  FROM busybox
+  ARG HANDLER
+  COPY src/ /var/task/
+"""
+
+
+def test_deploy_get_delete_buildtemplate(fake, tmp_path, function_dir):
+    folder = tmp_path / "tpl"
+    folder.mkdir()
+    (folder / "template.yaml").write_text(TEMPLATE)
+    target = ClusterTarget()
+    stored = target.deploy_template(str(folder))
+    assert stored.name == "team-sh" and stored.origin == "cluster:default"
+    cm = fake.get("configmaps", "fnctl-buildtemplate-team-sh")
+    assert cm["metadata"]["labels"]["fnctl.dev/buildtemplate"] == "team-sh"
+    assert set(target.templates()) == {"team-sh"}
+    target.deploy_template(str(folder / "template.yaml"))        # again: an update
+    result = target.deploy(request(function_dir, template="team-sh"), Recorder())
+    assert result.service.template == "team-sh" and len(posts(fake, "pods")) == 1   # no runtime image
+    target.delete_template("team-sh")
+    assert target.templates() == {}
+    with pytest.raises(errors.NotFoundError):
+        target.delete_template("team-sh")
+
+
+def test_deploy_buildtemplate_from_an_http_url(fake):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = TEMPLATE.replace("team-sh", "from-url").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/template.yaml"
+        assert ClusterTarget().deploy_template(url).name == "from-url"
+    finally:
+        server.shutdown()
+    assert "from-url" in ClusterTarget().templates()
