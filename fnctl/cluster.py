@@ -26,7 +26,7 @@ from fnctl.builders.kaniko import (
     configmap_manifest,
     pod_manifest,
 )
-from fnctl.errors import NotFoundError, TemplateError, UsageError
+from fnctl.errors import Interrupted, NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.source.context import BuildContext, ContextFile, file_from_path, make_context
 
@@ -89,6 +89,15 @@ class ClusterTarget:
     # -- deploy -----------------------------------------------------------
 
     def deploy(self, request: DeployRequest, reporter: Reporter) -> DeployResult:
+        try:
+            return self._deploy(request, reporter)
+        except KeyboardInterrupt:
+            # Builds clean up after themselves (and raise Interrupted); here the Service may be half-way.
+            raise Interrupted(f"interrupted while deploying {request.name}; build pods were deleted, and a "
+                              "Service update already sent goes on in the cluster",
+                              f"`fnctl describe service {request.name}` shows where it stands") from None
+
+    def _deploy(self, request: DeployRequest, reporter: Reporter) -> DeployResult:
         from fnctl.kube.client import KSERVICES
 
         validation.service_name(request.name)

@@ -255,12 +255,17 @@ class KanikoBuilder:
     def _stream_log(self, spec: BuildSpec, deadline: float, tail: deque[str]) -> None:
         self.reporter.phase("build", f"kaniko in pod {spec.pod_name}")
         pushing = False
-        for line in self.kube.follow_log(spec.pod_name, KANIKO, deadline):
-            tail.append(line)
-            if not pushing and _PUSHING.search(line):
-                pushing = True
-                self.reporter.phase("push", spec.destination)
-            self.reporter.log(line)
+        try:
+            for line in self.kube.follow_log(spec.pod_name, KANIKO, deadline):
+                tail.append(line)
+                if not pushing and _PUSHING.search(line):
+                    pushing = True
+                    self.reporter.phase("push", spec.destination)
+                self.reporter.log(line)
+        except FnctlError as e:
+            if getattr(e, "status", None) != 400:       # 400: the container is not (or no longer) there
+                raise
+            self.reporter.note(f"kaniko's log is not available: {e.message}")
         self._pushing = pushing
 
     def _result(self, spec: BuildSpec, what: str, terminated: dict, tail: deque[str]) -> str:

@@ -62,7 +62,8 @@ def _from_status(status: int, body, *, verb: str, resource: str, name: str | Non
             "get-credentials command), then retry")
     if status == 403:
         return ClusterError(
-            f"forbidden: you may not {verb} {resource}{where} (RBAC denied it: {api_message})",
+            f"forbidden: you may not {verb} {resource}{where} "
+            + (f"(RBAC denied it: {api_message})" if api_message else "(RBAC denied it)"),
             f"ask a cluster admin for a Role{where} that grants `{verb}` on `{resource}`; "
             f"check with `kubectl auth can-i {verb} {resource}" + (f" -n {namespace}`" if namespace else "`"))
     if status == 404:

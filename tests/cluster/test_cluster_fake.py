@@ -424,3 +424,48 @@ def test_deploy_buildtemplate_from_an_http_url(fake):
     finally:
         server.shutdown()
     assert "from-url" in ClusterTarget().templates()
+
+
+def test_forbidden_exec_for_a_large_context(fake, function_dir):
+    (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))
+    fake.forbid("create", "pods/exec")
+    with pytest.raises(errors.ClusterError) as info:
+        ClusterTarget().deploy(request(function_dir), Recorder())
+    assert "may not create pods/exec in namespace default" in info.value.message
+    assert wait_gone(fake) == []
+
+
+def test_interrupt_while_waiting_is_reported_as_interrupted(fake, function_dir, monkeypatch):
+    from fnctl import knative
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(knative, "wait_ready", interrupted)
+    with pytest.raises(errors.Interrupted) as info:
+        ClusterTarget().deploy(request(function_dir), Recorder())
+    assert "hello" in info.value.message and info.value.exit_code == 130
+
+
+def test_in_cluster_service_account(tmp_path, monkeypatch):
+    from kubernetes.config import incluster_config
+
+    from fnctl.kube import config as kconf
+    from fnctl.kube import connect
+
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "token").write_text("tok")
+    (sa / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    (sa / "namespace").write_text("team-b\n")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(sa / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(sa / "ca.crt"))
+    monkeypatch.setattr(kconf, "SERVICE_ACCOUNT_DIR", sa)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    assert kconf.has_cluster_config()
+    kube = connect()
+    assert kube.server == "https://10.96.0.1:443" and kube.namespace == "team-b" and kube.context is None
+    assert connect(namespace="other").namespace == "other"
+    assert kconf.context_namespace()[1] == "team-b"
