@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import threading
+import time
 
 from .errors import ApiError
 from .resources import resolve
@@ -47,6 +48,7 @@ class KnativeController:
         self.store = cluster.store
         self.mode = "ready"
         self.delay = 0.2
+        self.first_status_delay = 0.0  # seconds before the first (in-progress) status is written
         self._lock = threading.RLock()
         self._seen: dict[tuple, int] = {}
         self._thread = None
@@ -172,6 +174,8 @@ class KnativeController:
         elif route["spec"].get("traffic") != route_traffic:
             st.mutate(ROUTE, ns, name, lambda o: (o["spec"].__setitem__("traffic", route_traffic), o)[1],
                       subresource=None)
+        if self.first_status_delay:
+            time.sleep(self.first_status_delay)
         # Configuration status: latest created
         cfg_status = {"observedGeneration": cfg_gen, "latestCreatedRevisionName": rev_name}
         if prev_ready:
