@@ -12,7 +12,10 @@ Knative autoscaling demo's `hey -c 1000 -z 30s` against it.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import benchlib as b
 
@@ -20,9 +23,9 @@ BODY = '{"text":"netadmin"}'
 CONCURRENCY = (1, 50, 1000)
 
 
-def _start(image: str, name: str) -> int:
+def _start(image: str, name: str, env: dict | None = None) -> int:
     port = b.free_port()
-    b.run_container(image, name, port)
+    b.run_container(image, name, port, env)
     b.wait_answer(port, BODY.encode(), lambda got: got.endswith(BODY.encode()), deadline_s=60)
     return port
 
@@ -56,9 +59,18 @@ def run() -> dict:
                     runs[label].append(b.hey(port, c, duration=seconds))
             results["go"][c] = {label: _summary(rs) for label, rs in runs.items()}
             b.log(f"go c={c}: {json.dumps(results['go'][c])}")
+        results["cpu"] = cpu_split(subject, baseline, seconds)
     finally:
         b.remove_container("bench-bridge-go")
         b.remove_container("bench-bridge-plain")
+    # The same split with GOMAXPROCS=1 in the container (the bridge already defaults to half the
+    # CPUs; this also reaches the bootstraps, which serve one invocation at a time).
+    port = _start(echo_image, "bench-bridge-go-gmp1", {"GOMAXPROCS": "1"})
+    try:
+        b.hey(port, 50, duration="1s")
+        results["cpu"]["bridge GOMAXPROCS=1"] = cpu_split(port, None, seconds)["bridge"]
+    finally:
+        b.remove_container("bench-bridge-go-gmp1")
 
     # The bash runtime, deployed with fnctl as a user would.
     name = b.track_service("bench-bash-echo")
@@ -96,6 +108,41 @@ def run() -> dict:
     return results
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _port_pid(port: int) -> int:
+    for name in b.docker("ps", "--format", "{{.Names}}").split():
+        if name.startswith("bench-bridge-") and f"PORT={port}" in b.docker("inspect", "-f", "{{.Config.Env}}", name):
+            return b.container_pid(name)
+    raise RuntimeError(f"no bench container on port {port}")
+
+
+def cpu_split(subject: int, baseline: int | None, seconds: str) -> dict:
+    """CPU time per request (user+system, from /proc) of the server, its bootstraps and hey, at c=50."""
+    out = {}
+    for label, port in (("bridge", subject), ("plain", baseline)):
+        if port is None:
+            continue
+        pid = _port_pid(port)
+        kids = [int(x) for x in b.sh(["pgrep", "-P", str(pid)], check=False).stdout.split()]
+        before = {p: _cpu_seconds(p) for p in [pid, *kids]}
+        cmd = ["hey", "-c", "50", "-z", seconds, "-m", "POST", "-T", "application/json", "-d", BODY,
+               f"http://127.0.0.1:{port}/"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        time.sleep(float(seconds.rstrip("s")) - 0.2)       # read hey's own CPU before it exits
+        hey_cpu = _cpu_seconds(proc.pid)
+        after = {p: _cpu_seconds(p) for p in before}
+        res = b.parse_hey(proc.communicate(timeout=60)[0])
+        n = res["rps"] * (float(seconds.rstrip("s")) - 0.2)
+        out[label] = {"rps": res["rps"], "server_us": (after[pid] - before[pid]) / n * 1e6,
+                      "bootstraps_us": sum(after[k] - before[k] for k in kids) / n * 1e6,
+                      "hey_us": hey_cpu / n * 1e6}
+    return out
+
+
 def _summary(runs: list[dict]) -> dict:
     return {
         "rps": b.median([r["rps"] for r in runs]),
@@ -129,6 +176,12 @@ def report(res: dict) -> list[str]:
                      "(target >= 0.4x)"])
     tables = [b.table(f"Bridge: Go echo behind the bridge vs plain Go net/http (hey -z {res['duration']}, "
                       f"median of {res['reps']})", ["metric", "bridge + go", "plain go", "ratio"], rows)]
+    if res.get("cpu"):
+        rows = [[label, b.fmt(c["rps"]), b.fmt(c["server_us"], " µs"), b.fmt(c["bootstraps_us"], " µs"),
+                 b.fmt(c["hey_us"], " µs"), b.fmt(c["server_us"] + c["bootstraps_us"] + c["hey_us"], " µs")]
+                for label, c in res["cpu"].items()]
+        tables.append(b.table("Bridge: CPU time per request at c=50 (one run each; /proc user+system)",
+                              ["server", "requests/s", "server process", "bootstraps", "hey", "total"], rows))
 
     rows = []
     for c, s in res["bash"].items():
