@@ -17,7 +17,7 @@ import time
 
 from fnctl import config, validation
 from fnctl.builders.docker import Container, DockerEngine
-from fnctl.errors import DeployError, EnvironmentProblem, Interrupted, NotFoundError, WaitTimeout
+from fnctl.errors import BuildError, DeployError, EnvironmentProblem, Interrupted, NotFoundError, WaitTimeout
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.pipeline import prepare
 
@@ -55,10 +55,7 @@ class LocalTarget:
             runtime_tag = None
             if prepared.runtime_context is not None:
                 runtime_tag = f"fnctl-runtime/{prepared.template.name}:{prepared.runtime_context.short_digest}"
-                if engine.image_id(runtime_tag) is None:
-                    reporter.phase("runtime", f"building the {prepared.template.name} runtime image {runtime_tag}")
-                    engine.build(prepared.runtime_context, runtime_tag, reporter,
-                                 labels={_label("runtime"): prepared.template.name})
+                self._ensure_runtime(prepared, runtime_tag, reporter)
             context = prepared.function_context(runtime_tag)
             tag = f"fnctl/{request.name}:{context.short_digest}"
             image_id = engine.image_id(tag)
@@ -66,12 +63,26 @@ class LocalTarget:
             clock = time.monotonic()
             if built:
                 reporter.phase("build", f"{tag} ({len(context.files)} files, {len(context.data)} bytes)")
-                image_id = engine.build(context, tag, reporter, labels={LABEL: request.name}).digest
+                try:
+                    image_id = engine.build(context, tag, reporter, labels={LABEL: request.name}).digest
+                except BuildError:
+                    if runtime_tag is None or engine.image_id(runtime_tag) is not None:
+                        raise
+                    # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
+                    self._ensure_runtime(prepared, runtime_tag, reporter)
+                    image_id = engine.build(context, tag, reporter, labels={LABEL: request.name}).digest
             else:
                 reporter.phase("build", f"{tag} unchanged, using the cached image")
             phases["build"] = time.monotonic() - clock
             return self._roll_out(request, prepared.template, tag, image_id or "", built, phases, reporter,
                                   bridge=prepared.runtime_context is not None, commit=prepared.commit)
+
+    def _ensure_runtime(self, prepared, runtime_tag: str, reporter: Reporter) -> None:
+        """Build the template's runtime image (bridge + language runtime) unless it exists."""
+        if self.engine.image_id(runtime_tag) is None:
+            reporter.phase("runtime", f"building the {prepared.template.name} runtime image {runtime_tag}")
+            self.engine.build(prepared.runtime_context, runtime_tag, reporter,
+                              labels={_label("runtime"): prepared.template.name})
 
     def _roll_out(self, request: DeployRequest, template, image: str, image_id: str, built: bool,
                   phases: dict[str, float], reporter: Reporter, bridge: bool, commit: str | None) -> DeployResult:

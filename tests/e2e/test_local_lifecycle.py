@@ -64,25 +64,51 @@ def test_redeploys_never_drop_a_request(service, tmp_path):
     assert answers[-1] == "Third"
 
 
-def test_ctrl_c_during_build_leaves_nothing(service):
-    gid = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", "fnctl-local/golang:bookworm"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    # A GO_IMAGE spelt by id is a new runtime image: its build compiles the bridge, which takes a while.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fnctl", "deploy", "service", service, "-f", str(EXAMPLES / "bash-echo"),
-         "--build-template", "bash", "--local", "--build-argument", f"GO_IMAGE={gid}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+def _interrupt_when(args, marker, env=None):
+    """Run a deploy, send SIGINT once `marker` shows on stderr; (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fnctl", "deploy", "service", *args, "--local"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     seen = []
     for line in proc.stderr:
         seen.append(line)
-        if "go build" in line:
+        if marker in line:
             break
-    time.sleep(1)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, "".join(seen) + err
-    assert "interrupted" in err and "Traceback" not in err
-    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=fnctl.dev/service={service}"],
+    _, rest = proc.communicate(timeout=60)
+    return proc.returncode, "".join(seen) + rest
+
+
+def _leftovers(service):
+    return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=fnctl.dev/service={service}"],
                           capture_output=True, text=True).stdout.split()
-    assert left == []
-    assert fnctl("describe", "service", service, "--local").code == 3
+
+
+def test_ctrl_c_during_build_leaves_nothing(service, tmp_path):
+    # A template of the test's own whose build has a long step, so the interrupt lands in it.
+    slow = tmp_path / "templates" / "slow"
+    slow.mkdir(parents=True)
+    (slow / "template.yaml").write_text(
+        "name: slow\nparameters:\n  - {name: DIRECTORY, default: .}\n  - {name: NONCE}\ndockerfile: Dockerfile\n")
+    (slow / "Dockerfile").write_text("FROM fnctl-local/debian:bookworm\nARG NONCE\n"
+                                     "RUN echo slow-step-begins $NONCE && sleep 120\nCOPY src/ /app/\n")
+    code, err = _interrupt_when([service, "-f", str(EXAMPLES / "bash-echo"), "--build-template", "slow",
+                                 "--build-argument", f"NONCE={uuid.uuid4().hex}"], "slow-step-begins",
+                                env={"FNCTL_TEMPLATES_DIR": str(tmp_path / "templates")})
+    assert code == 130, err
+    assert "interrupted during the build" in err and "Traceback" not in err
+    assert _leftovers(service) == []
+    images = subprocess.run(["docker", "images", "-q", f"fnctl/{service}"], capture_output=True, text=True)
+    assert images.stdout.split() == []
+
+
+def test_ctrl_c_while_waiting_removes_the_new_revision(service, tmp_path):
+    src = tmp_path / "fn"
+    src.mkdir()
+    # Sourcing the handler file takes a minute, so the bridge is not ready when the interrupt comes.
+    (src / "function.sh").write_text("sleep 60\nhandler () { echo hi; }\n")
+    code, err = _interrupt_when([service, "-f", str(src), "--build-template", "bash"], "waiting for")
+    assert code == 130, err
+    assert f"interrupted: {service}-00001 was removed" in err and "Traceback" not in err
+    assert _leftovers(service) == []
