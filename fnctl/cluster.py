@@ -26,7 +26,7 @@ from fnctl.builders.kaniko import (
     configmap_manifest,
     pod_manifest,
 )
-from fnctl.errors import Interrupted, NotFoundError, TemplateError, UsageError
+from fnctl.errors import ClusterError, Interrupted, NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.source.context import BuildContext, ContextFile, file_from_path, make_context
 
@@ -103,7 +103,7 @@ class ClusterTarget:
         validation.service_name(request.name)
         phases = PhaseClock(reporter)
         kube = self._knative()
-        template = templates.find(request.template, extra=self.templates())
+        template = templates.find(request.template, extra=self._cluster_templates(phases))
         phases.phase("source", request.source)
         values, files, origin = _prepare_source(request, template)
         options = self._options(request)
@@ -225,6 +225,15 @@ class ClusterTarget:
                 continue        # a broken one must not break every deploy; `describe` shows it
             found[t.name] = t
         return found
+
+    def _cluster_templates(self, reporter: Reporter) -> dict[str, templates.BuildTemplate]:
+        try:
+            return self.templates()
+        except ClusterError as e:
+            if getattr(e, "status", None) != 403:
+                raise
+            reporter.note("cannot list the namespace's build templates (RBAC); using the built-in ones")
+            return {}
 
     def deploy_template(self, file_or_url: str) -> templates.BuildTemplate:
         """Store a template (folder, template.yaml file, or http(s) URL of a template.yaml) in the namespace."""

@@ -11,6 +11,7 @@ import collections
 import contextlib
 import io
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,8 +51,7 @@ class DockerEngine:
         import docker
 
         try:
-            client = docker.from_env(timeout=120)
-            client.ping()
+            client = docker.from_env(timeout=120)    # asks the engine its API version: reachable
         except docker.errors.DockerException as e:
             raise EnvironmentProblem(
                 f"cannot reach the Docker engine: {_short(e)}",
@@ -81,8 +81,9 @@ class DockerEngine:
         except docker.errors.APIError:
             return False          # in use or gone: nothing to tidy
 
-    def images(self, label: str) -> list[str]:
-        return [tag for img in self._api.images(filters={"label": label}) for tag in (img.get("RepoTags") or [])]
+    def images(self, repository: str) -> list[str]:
+        """Tags of the images in `repository` (e.g. fnctl/NAME)."""
+        return [tag for img in self._api.images(name=repository) for tag in (img.get("RepoTags") or [])]
 
     def build(self, context: BuildContext, tag: str, reporter: Reporter,
               build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> BuiltImage:
@@ -130,13 +131,14 @@ class DockerEngine:
     # -- containers ---------------------------------------------------------
 
     def containers(self, label: str, all_states: bool = True) -> list[Container]:
+        """Containers with `label`, from one list call (no inspect per container)."""
         import docker
 
         try:
             found = self._api.containers(all=all_states, filters={"label": label})
-            return [c for c in (self.container(item["Id"]) for item in found) if c is not None]
         except docker.errors.APIError as e:
             raise _engine_error(e) from e
+        return [_from_list(item) for item in found]
 
     def container(self, ident: str) -> Container | None:
         import docker
@@ -202,18 +204,39 @@ class DockerEngine:
             self._api.remove_container(ident, force=True)
 
     def wait_for_log(self, ident: str, marker: str, deadline: float) -> Container:
-        """Wait until the container prints `marker` on stdout, exits, or time runs out."""
-        while True:
-            state = self.container(ident)
-            if state is None:
-                raise DeployError("the container disappeared while starting", "was it removed by hand?")
-            if marker in self.logs(ident, stderr=False):
-                return state
-            if state.status not in ("created", "running"):
-                return state
-            if time.monotonic() > deadline:
-                return state
-            time.sleep(0.02)
+        """Wait until the container prints `marker` on stdout, exits, or time runs out.
+
+        Follows the log stream (one request) rather than polling; the stream ends
+        when the container exits.
+        """
+        seen = threading.Event()
+
+        def follow() -> None:
+            buffer = b""
+            try:
+                for chunk in self._api.logs(ident, stdout=True, stderr=False, stream=True, follow=True):
+                    buffer = (buffer + chunk)[-4096:]
+                    if marker.encode() in buffer:
+                        break
+            except Exception:        # the engine dropped the stream: the state below tells why
+                pass
+            seen.set()
+
+        threading.Thread(target=follow, name=f"logs-{ident[:12]}", daemon=True).start()
+        seen.wait(max(0.0, deadline - time.monotonic()))
+        state = self.container(ident)
+        if state is None:
+            raise DeployError("the container disappeared while starting", "was it removed by hand?")
+        return state
+
+
+def _from_list(item: dict) -> Container:
+    status_text = item.get("Status", "")
+    code = re.search(r"Exited \((-?\d+)\)", status_text)
+    return Container(
+        id=item["Id"], name=(item.get("Names") or ["/"])[0].lstrip("/"), status=item.get("State", "unknown"),
+        exit_code=int(code.group(1)) if code else 0, labels=item.get("Labels") or {},
+        image_id=item.get("ImageID", ""), image=item.get("Image", ""), env={}, started_at="")
 
 
 def _short(error: Exception) -> str:

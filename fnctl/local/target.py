@@ -64,13 +64,13 @@ class LocalTarget:
             if built:
                 reporter.phase("build", f"{tag} ({len(context.files)} files, {len(context.data)} bytes)")
                 try:
-                    image_id = engine.build(context, tag, reporter, labels={LABEL: request.name}).digest
+                    image_id = engine.build(context, tag, reporter).digest
                 except BuildError:
                     if runtime_tag is None or engine.image_id(runtime_tag) is not None:
                         raise
                     # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
                     self._ensure_runtime(prepared, runtime_tag, reporter)
-                    image_id = engine.build(context, tag, reporter, labels={LABEL: request.name}).digest
+                    image_id = engine.build(context, tag, reporter).digest
             else:
                 reporter.phase("build", f"{tag} unchanged, using the cached image")
             phases["build"] = time.monotonic() - clock
@@ -224,7 +224,7 @@ class LocalTarget:
         for c in found:
             self.engine.stop(c.id, timeout=5)
             self.engine.remove(c.id)
-        for tag in self.engine.images(f"{LABEL}={name}"):
+        for tag in self.engine.images(f"fnctl/{name}"):
             self.engine.remove_image(tag)
 
     def _not_found(self, name: str) -> NotFoundError:
