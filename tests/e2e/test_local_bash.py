@@ -6,7 +6,6 @@ import json
 import shutil
 import socket
 import time
-import uuid
 
 import pytest
 
@@ -15,12 +14,6 @@ from tests.conftest import EXAMPLES, fnctl, git, http, needs_docker
 pytestmark = [pytest.mark.docker, needs_docker]
 
 
-@pytest.fixture
-def service():
-    """A unique service name, deleted afterwards whatever happened."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    yield name
-    fnctl("delete", "service", name, "--local")
 
 
 def deploy(name, *args, env=None):

@@ -20,11 +20,6 @@ from tests.conftest import EXAMPLES, ROOT, fnctl, needs_docker
 pytestmark = [pytest.mark.docker, needs_docker]
 
 
-@pytest.fixture
-def service():
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    yield name
-    fnctl("delete", "service", name, "--local")
 
 
 def test_redeploys_never_drop_a_request(service, tmp_path):
