@@ -261,8 +261,25 @@ def test_wait_timeout_says_what_it_was_waiting_for(fake, function_dir):
 
 def test_dropped_watch_is_resumed_from_the_last_resource_version(fake, function_dir):
     fake.watch_drop_after = 1
-    fake.knative.delay = 1.0
+    fake.knative.delay = 1.5
+
+    def touch_while_waiting():     # a label change: one more event, so the first watch drops before Ready
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if any(r[2].get("watch") == "true" and "/services" in r[1] for r in list(fake.requests)):
+                obj = fake.get("services.serving.knative.dev", "hello")
+                obj["metadata"]["labels"]["touched"] = "yes"
+                try:
+                    fake.store.update(fake_rt(), "default", "hello", obj)
+                    return
+                except Exception:      # noqa: BLE001 - a status write came first: read again
+                    continue
+            time.sleep(0.02)
+
+    toucher = threading.Thread(target=touch_while_waiting, daemon=True)
+    toucher.start()
     result = ClusterTarget().deploy(request(function_dir), Recorder())
+    toucher.join()
     assert result.service.ready
     watches = [r for r in fake.requests if r[2].get("watch") == "true" and "/services" in r[1]]
     assert len(watches) >= 2
