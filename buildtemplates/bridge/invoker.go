@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +31,7 @@ type invoker struct {
 	b    *bridge
 	idx  int
 	ln   net.Listener
-	srv  *http.Server
+	rt   *rtServer
 	addr string
 	env  []string
 
@@ -64,8 +63,8 @@ func newInvoker(b *bridge, idx int) (*invoker, error) {
 		"AWS_LAMBDA_RUNTIME_API="+inv.addr)
 	inv.timer = time.AfterFunc(time.Hour, inv.onTimer)
 	inv.timer.Stop()
-	inv.srv = &http.Server{Handler: inv, ReadHeaderTimeout: time.Minute}
-	go inv.srv.Serve(ln)
+	inv.rt = newRTServer(inv, ln)
+	go inv.rt.serve()
 	return inv, nil
 }
 
@@ -206,45 +205,47 @@ var (
 	runtimeGone      = []byte(`{"errorMessage":"runtime process is gone","errorType":"Runtime.Unavailable"}`)
 )
 
-func (inv *invoker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.Path
-	if strings.HasPrefix(p, runtimePrefix) {
+// serveRuntime answers one Runtime API request on c.
+func (inv *invoker) serveRuntime(c *rtConn, r *rtRequest) {
+	p := r.path
+	if len(p) > len(runtimePrefix) && string(p[:len(runtimePrefix)]) == runtimePrefix {
 		rest := p[len(runtimePrefix):]
+		get, post := string(r.method) == http.MethodGet, string(r.method) == http.MethodPost
 		switch {
-		case rest == "invocation/next":
-			if r.Method == http.MethodGet {
-				inv.next(w, r)
+		case string(rest) == "invocation/next":
+			if get {
+				inv.next(c)
 				return
 			}
-		case rest == "init/error":
-			if r.Method == http.MethodPost {
-				inv.initError(w, r)
+		case string(rest) == "init/error":
+			if post {
+				inv.initError(c, r)
 				return
 			}
-		case strings.HasPrefix(rest, "invocation/"):
-			id, action, ok := strings.Cut(rest[len("invocation/"):], "/")
-			if ok && id != "" && r.Method == http.MethodPost {
-				switch action {
+		case len(rest) > len("invocation/") && string(rest[:len("invocation/")]) == "invocation/":
+			id, action, ok := bytes.Cut(rest[len("invocation/"):], []byte("/"))
+			if ok && len(id) > 0 && post {
+				switch string(action) {
 				case "response":
-					inv.post(w, r, id, false)
+					inv.post(c, r, id, false)
 					return
 				case "error":
-					inv.post(w, r, id, true)
+					inv.post(c, r, id, true)
 					return
 				}
 			}
 		}
 	}
-	writeJSON(w, http.StatusNotFound, lambdaErrorJSON("NotFound", "no such Runtime API endpoint: "+r.Method+" "+p))
+	c.reply(http.StatusNotFound, lambdaErrorJSON("NotFound", "no such Runtime API endpoint: "+string(r.method)+" "+string(p)))
 }
 
-func (inv *invoker) next(w http.ResponseWriter, r *http.Request) {
+func (inv *invoker) next(c *rtConn) {
 	b := inv.b
 	inv.mu.Lock()
 	g := inv.gen
 	if g == nil || g.exited {
 		inv.mu.Unlock()
-		writeJSON(w, http.StatusInternalServerError, runtimeGone)
+		c.reply(http.StatusInternalServerError, runtimeGone)
 		return
 	}
 	g.polled = true
@@ -256,20 +257,25 @@ func (inv *invoker) next(w http.ResponseWriter, r *http.Request) {
 			"the runtime asked for the next invocation without responding to "+prev.id))
 	}
 	inv.readyOnce.Do(func() { close(inv.ready) })
+	// Anything unread of this request (a body on a GET) goes now, not
+	// after an invocation has been taken.
+	c.settle()
 
-	ctx := r.Context()
 	var iv *invocation
 	for {
 		select {
 		case iv = <-b.queue:
-		case <-ctx.Done():
-			return
 		case <-g.dead:
 			return
 		}
 		if iv.gone() {
 			iv.complete(result{}) // disconnected while queued: drop
 			continue
+		}
+		if c.peerGone() {
+			// The runtime hung up while polling: another invoker serves it.
+			b.requeue(iv)
+			return
 		}
 		now := time.Now()
 		inv.mu.Lock()
@@ -288,48 +294,51 @@ func (inv *invoker) next(w http.ResponseWriter, r *http.Request) {
 	if iv.traceID == "" {
 		iv.traceID = newTraceID(time.Now())
 	}
-	h := w.Header()
-	h["Lambda-Runtime-Aws-Request-Id"] = []string{iv.id}
-	h["Lambda-Runtime-Deadline-Ms"] = []string{strconv.FormatInt(iv.deadline.UnixMilli(), 10)}
-	h["Lambda-Runtime-Invoked-Function-Arn"] = []string{b.cfg.arn}
-	h["Lambda-Runtime-Trace-Id"] = []string{iv.traceID}
+	out := c.startReply(http.StatusOK, len(iv.event))
+	out = appendHeader(out, "Lambda-Runtime-Aws-Request-Id", iv.id)
+	out = append(out, "Lambda-Runtime-Deadline-Ms: "...)
+	out = strconv.AppendInt(out, iv.deadline.UnixMilli(), 10)
+	out = append(out, "\r\n"...)
+	out = appendHeader(out, "Lambda-Runtime-Invoked-Function-Arn", b.cfg.arn)
+	out = appendHeader(out, "Lambda-Runtime-Trace-Id", iv.traceID)
 	if iv.clientContext != "" {
-		h["Lambda-Runtime-Client-Context"] = []string{iv.clientContext}
+		out = appendHeader(out, "Lambda-Runtime-Client-Context", iv.clientContext)
 	}
 	if iv.cognito != "" {
-		h["Lambda-Runtime-Cognito-Identity"] = []string{iv.cognito}
+		out = appendHeader(out, "Lambda-Runtime-Cognito-Identity", iv.cognito)
 	}
-	writeJSON(w, http.StatusOK, iv.event)
+	c.send(out, iv.event)
 }
 
 // post handles invocation/{id}/response and invocation/{id}/error.
-func (inv *invoker) post(w http.ResponseWriter, r *http.Request, id string, isError bool) {
+func (inv *invoker) post(c *rtConn, r *rtRequest, id []byte, isError bool) {
 	b := inv.b
 	inv.mu.Lock()
 	iv := inv.cur
 	inv.mu.Unlock()
-	if iv == nil || iv.id != id {
-		writeJSON(w, http.StatusBadRequest, invalidRequestID)
+	if iv == nil || iv.id != string(id) {
+		c.reply(http.StatusBadRequest, invalidRequestID)
 		return
 	}
 
 	limit := b.cfg.maxBytes
 	buf := getBuf()
-	if r.ContentLength > 0 && r.ContentLength <= limit {
-		buf.Grow(int(r.ContentLength))
+	if cl := r.contentLength(); cl > 0 && cl <= limit {
+		buf.Grow(int(cl))
 	}
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	_, err := buf.ReadFrom(io.LimitReader(&r.body, limit+1))
 	tooLarge := int64(buf.Len()) > limit
 	if err != nil && !tooLarge {
 		putBuf(buf)
+		c.closeAfter = true
 		return // runtime connection broke; its exit (if any) is handled elsewhere
 	}
-	errType := r.Header.Get("Lambda-Runtime-Function-Error-Type")
+	errType := r.errType
 	if !isError && !tooLarge {
 		// aws-lambda-go reports failures of a streamed response in trailers.
-		if t := r.Trailer.Get("Lambda-Runtime-Function-Error-Type"); t != "" {
+		if t := r.body.trailerType; t != "" {
 			isError, errType = true, t
-			if eb, err := base64.StdEncoding.DecodeString(r.Trailer.Get("Lambda-Runtime-Function-Error-Body")); err == nil {
+			if eb, err := base64.StdEncoding.DecodeString(r.body.trailerBody); err == nil {
 				buf.Reset()
 				buf.Write(eb)
 			}
@@ -340,7 +349,7 @@ func (inv *invoker) post(w http.ResponseWriter, r *http.Request, id string, isEr
 	if inv.cur != iv { // timed out (or the runtime died) meanwhile
 		inv.mu.Unlock()
 		putBuf(buf)
-		writeJSON(w, http.StatusBadRequest, invalidRequestID)
+		c.reply(http.StatusBadRequest, invalidRequestID)
 		return
 	}
 	inv.cur = nil
@@ -352,31 +361,33 @@ func (inv *invoker) post(w http.ResponseWriter, r *http.Request, id string, isEr
 		putBuf(buf)
 		msg := "Response payload size exceeded maximum allowed payload size (" + strconv.FormatInt(limit, 10) + " bytes)."
 		iv.complete(bridgeError(http.StatusBadGateway, "Function.ResponseSizeTooLarge", msg))
-		writeJSON(w, http.StatusRequestEntityTooLarge, lambdaErrorJSON("RequestEntityTooLarge", msg))
+		c.reply(http.StatusRequestEntityTooLarge, lambdaErrorJSON("RequestEntityTooLarge", msg))
 		return
 	case isError:
 		payload, et, msg := errorPayload(buf.Bytes(), errType)
 		putBuf(buf)
-		b.logf("invocation %s failed: %s: %s", id, et, truncate(msg, 512))
+		b.logf("invocation %s failed: %s: %s", iv.id, et, truncate(msg, 512))
 		iv.complete(result{kind: resFuncError, body: payload})
 	default:
 		iv.complete(result{kind: resOK, body: buf.Bytes(), buf: buf})
 	}
-	writeJSON(w, http.StatusAccepted, statusOK)
+	c.reply(http.StatusAccepted, statusOK)
 }
 
-func (inv *invoker) initError(w http.ResponseWriter, r *http.Request) {
-	body, _ := readLimited(r.Body, -1, 1<<20)
-	_, errType, msg := errorPayload(body, r.Header.Get("Lambda-Runtime-Function-Error-Type"))
+func (inv *invoker) initError(c *rtConn, r *rtRequest) {
+	body, _ := readLimited(&r.body, -1, 1<<20)
+	_, errType, msg := errorPayload(body, r.errType)
 	inv.mu.Lock()
 	polled := inv.gen != nil && inv.gen.polled
 	inv.mu.Unlock()
-	writeJSON(w, http.StatusAccepted, statusOK)
+	// Recorded before answering: the runtime may exit as soon as it has the
+	// answer, and its exit must not be taken for the cause.
 	if polled {
 		inv.b.logf("invoker %d: runtime reported an init error after start-up: %s: %s", inv.idx, errType, truncate(msg, 512))
-		return
+	} else {
+		inv.b.fatal(errType, msg)
 	}
-	inv.b.fatal(errType, msg)
+	c.reply(http.StatusAccepted, statusOK)
 }
 
 type lambdaError struct {
