@@ -292,7 +292,7 @@ func (inv *invoker) next(c *rtConn) {
 	}
 
 	if iv.traceID == "" {
-		iv.traceID = newTraceID(time.Now())
+		iv.traceID = newTraceID(iv.deadline.Add(-b.cfg.timeout))
 	}
 	out := c.startReply(http.StatusOK, len(iv.event))
 	out = appendHeader(out, "Lambda-Runtime-Aws-Request-Id", iv.id)

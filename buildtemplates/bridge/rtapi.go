@@ -118,9 +118,10 @@ func (r *rtRequest) contentLength() int64 {
 }
 
 type rtConn struct {
-	s  *rtServer
-	nc net.Conn
-	br *bufio.Reader
+	s   *rtServer
+	nc  net.Conn
+	br  *bufio.Reader
+	raw syscall.RawConn // for peerGone
 
 	line    []byte // request line (kept while the headers are read)
 	scratch []byte // long header lines
@@ -641,16 +642,19 @@ func (c *rtConn) peerGone() bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
+	if c.raw == nil {
+		sc, ok := c.nc.(syscall.Conn)
+		if !ok {
+			return false
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return true
+		}
+		c.raw = rc
 	}
 	gone := false
-	err = rc.Read(func(fd uintptr) bool {
+	err := c.raw.Read(func(fd uintptr) bool {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
