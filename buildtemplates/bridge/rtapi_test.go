@@ -291,3 +291,20 @@ func TestRuntimeAPIWithCurl(t *testing.T) {
 		t.Fatalf("result %d bytes", len(r.body))
 	}
 }
+
+func TestBootstrapGOMAXPROCS(t *testing.T) {
+	for _, c := range [][3]int{{2, 4, 1}, {8, 3, 3}, {8, 4, 2}, {1, 1, 1}, {16, 1, 16}} {
+		if got := bootstrapProcs(c[0], c[1]); got != c[2] {
+			t.Errorf("bootstrapProcs(%d cpus, %d invokers) = %d, want %d", c[0], c[1], got, c[2])
+		}
+	}
+	exe := []string{"BOOTSTRAP=" + testExe, "LAMBDA_TASK_ROOT=" + t.TempDir()}
+	cfg, err := loadConfig(nil, append(exe, "INVOKER_COUNT=1024"))
+	if err != nil || newEnvMap(cfg.baseEnv).get("GOMAXPROCS") != "1" {
+		t.Errorf("default: %v %v", err, newEnvMap(cfg.baseEnv).get("GOMAXPROCS"))
+	}
+	cfg, err = loadConfig(nil, append(exe, "GOMAXPROCS=7"))
+	if err != nil || newEnvMap(cfg.baseEnv).get("GOMAXPROCS") != "7" {
+		t.Errorf("user setting: %v %v", err, newEnvMap(cfg.baseEnv).get("GOMAXPROCS"))
+	}
+}
