@@ -28,7 +28,8 @@ from fnctl.builders.kaniko import (
 )
 from fnctl.errors import ClusterError, Interrupted, NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
-from fnctl.source.context import BuildContext, ContextFile, file_from_path, make_context
+from fnctl.pipeline import Prepared, prepare
+from fnctl.source.context import BuildContext
 
 RUNTIME_IMAGES = "fnctl-runtime-images"           # ConfigMap: runtime context digest -> image@digest
 TEMPLATE_LABEL = "fnctl.dev/buildtemplate"
@@ -105,11 +106,12 @@ class ClusterTarget:
         kube = self._knative()
         template = templates.find(request.template, extra=self._cluster_templates(phases))
         phases.phase("source", request.source)
-        values, files, origin = _prepare_source(request, template)
+        prepared = prepare(request, {template.name: template}, cfg=config.Config())
+        values, origin = prepared.values, prepared.origin
         options = self._options(request)
         builder = KanikoBuilder(kube, options, phases)
-        runtime_image = self._runtime_image(kube, builder, request, template, values, phases)
-        context = function_context(files, template, values, runtime_image)
+        runtime_image = self._runtime_image(kube, builder, request, prepared, phases)
+        context = prepared.function_context(runtime_image)
         existing = kube.get(KSERVICES, request.name)
         image = _reusable_image(existing, context, options.registry_host)
         built = image is None
@@ -142,12 +144,12 @@ class ClusterTarget:
                             kaniko_image=request.kaniko_image or DEFAULT_KANIKO_IMAGE,
                             init_image=self.init_image, timeout=self.build_timeout)
 
-    def _runtime_image(self, kube, builder: KanikoBuilder, request: DeployRequest,
-                       template: templates.BuildTemplate, values: dict[str, str], reporter) -> str | None:
+    def _runtime_image(self, kube, builder: KanikoBuilder, request: DeployRequest, prepared: Prepared,
+                       reporter) -> str | None:
         """The template's runtime image by digest, built only when this namespace has not built it yet."""
         from fnctl.kube.client import CONFIGMAPS
 
-        context = template.runtime_context(values)
+        template, values, context = prepared.template, prepared.values, prepared.runtime_context
         if context is None:
             return None
         host = request.registry_host
@@ -271,12 +273,12 @@ class ClusterTarget:
 
         validation.service_name(request.name)
         namespace = self._namespace or context_namespace(self.context)[1] or "default"
-        template = templates.find(request.template)
-        values, files, origin = _prepare_source(request, template)
+        prepared = prepare(request, cfg=config.Config())
+        template, values, origin = prepared.template, prepared.values, prepared.origin
         options = self._options(request)
         objects: list[dict] = []
         runtime_image = None
-        runtime_ctx = template.runtime_context(values)
+        runtime_ctx = prepared.runtime_context
         if runtime_ctx is not None:
             runtime_image = runtime_destination(options.registry_host, template.name, runtime_ctx)
             spec = BuildSpec(service=request.name, destination=runtime_image, context=runtime_ctx,
@@ -284,7 +286,7 @@ class ClusterTarget:
                              build_args={k: values[k] for k in template.runtime_image.parameters if k in values})
             objects += _build_objects(spec, namespace, options)
             objects.append(runtime_marker(namespace, {runtime_ctx.digest: runtime_image}))
-        context = function_context(files, template, values, runtime_image)
+        context = prepared.function_context(runtime_image)
         image = function_destination(options.registry_host, namespace, request.name, context)
         spec = BuildSpec(service=request.name, destination=image, context=context,
                          build_args=_build_args(values, runtime_image))
@@ -320,33 +322,6 @@ class PhaseClock:
 
     def note(self, text: str) -> None:
         self.reporter.note(text)
-
-
-def _prepare_source(request: DeployRequest, template: templates.BuildTemplate):
-    """(resolved parameters, the function's files under src/, source annotation)."""
-    from fnctl.source import checkout
-
-    with checkout(request.source, request.revision) as tree:
-        # The machine's image map is for its local Docker engine; kaniko pulls in the cluster.
-        values = template.resolve(request.build_args, source_file=tree.file, cfg=config.Config())
-        files = source_files(tree, values)
-        origin = f"{tree.origin}@{tree.commit}" if tree.commit else tree.origin
-    return values, files, origin
-
-
-def source_files(tree, values: dict[str, str]) -> list[ContextFile]:
-    """The function's files under src/: the single file given, or the DIRECTORY folder of the tree."""
-    from fnctl.source import package, subfolder
-
-    if tree.file:
-        return [file_from_path(f"src/{tree.file}", tree.root / tree.file)]
-    return package(subfolder(tree, values.get("DIRECTORY", ".")))
-
-
-def function_context(files: list[ContextFile], template: templates.BuildTemplate, values: dict[str, str],
-                     runtime_image: str | None) -> BuildContext:
-    dockerfile = template.render(values, runtime_image)
-    return make_context([*files, ContextFile("Dockerfile", dockerfile.encode())])
 
 
 def _build_args(values: dict[str, str], runtime_image: str | None) -> dict[str, str]:

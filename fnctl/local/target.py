@@ -50,32 +50,32 @@ class LocalTarget:
         phases: dict[str, float] = {}
         clock = time.monotonic()
         reporter.phase("source", request.source)
-        with prepare(request) as prepared:
-            phases["context"] = time.monotonic() - clock
-            runtime_tag = None
-            if prepared.runtime_context is not None:
-                runtime_tag = f"fnctl-runtime/{prepared.template.name}:{prepared.runtime_context.short_digest}"
+        prepared = prepare(request)
+        phases["context"] = time.monotonic() - clock
+        runtime_tag = None
+        if prepared.runtime_context is not None:
+            runtime_tag = f"fnctl-runtime/{prepared.template.name}:{prepared.runtime_context.short_digest}"
+            self._ensure_runtime(prepared, runtime_tag, reporter)
+        context = prepared.function_context(runtime_tag)
+        tag = f"fnctl/{request.name}:{context.short_digest}"
+        image_id = engine.image_id(tag)
+        built = image_id is None
+        clock = time.monotonic()
+        if built:
+            reporter.phase("build", f"{tag} ({len(context.files)} files, {len(context.data)} bytes)")
+            try:
+                image_id = engine.build(context, tag, reporter).digest
+            except BuildError:
+                if runtime_tag is None or engine.image_id(runtime_tag) is not None:
+                    raise
+                # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
                 self._ensure_runtime(prepared, runtime_tag, reporter)
-            context = prepared.function_context(runtime_tag)
-            tag = f"fnctl/{request.name}:{context.short_digest}"
-            image_id = engine.image_id(tag)
-            built = image_id is None
-            clock = time.monotonic()
-            if built:
-                reporter.phase("build", f"{tag} ({len(context.files)} files, {len(context.data)} bytes)")
-                try:
-                    image_id = engine.build(context, tag, reporter).digest
-                except BuildError:
-                    if runtime_tag is None or engine.image_id(runtime_tag) is not None:
-                        raise
-                    # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
-                    self._ensure_runtime(prepared, runtime_tag, reporter)
-                    image_id = engine.build(context, tag, reporter).digest
-            else:
-                reporter.phase("build", f"{tag} unchanged, using the cached image")
-            phases["build"] = time.monotonic() - clock
-            return self._roll_out(request, prepared.template, tag, image_id or "", built, phases, reporter,
-                                  bridge=prepared.runtime_context is not None, commit=prepared.commit)
+                image_id = engine.build(context, tag, reporter).digest
+        else:
+            reporter.phase("build", f"{tag} unchanged, using the cached image")
+        phases["build"] = time.monotonic() - clock
+        return self._roll_out(request, prepared.template, tag, image_id or "", built, phases, reporter,
+                              bridge=prepared.runtime_context is not None, origin=prepared.origin)
 
     def _ensure_runtime(self, prepared, runtime_tag: str, reporter: Reporter) -> None:
         """Build the template's runtime image (bridge + language runtime) unless it exists."""
@@ -85,7 +85,7 @@ class LocalTarget:
                               labels={_label("runtime"): prepared.template.name})
 
     def _roll_out(self, request: DeployRequest, template, image: str, image_id: str, built: bool,
-                  phases: dict[str, float], reporter: Reporter, bridge: bool, commit: str | None) -> DeployResult:
+                  phases: dict[str, float], reporter: Reporter, bridge: bool, origin: str) -> DeployResult:
         engine = self.engine
         current = self._current(request.name)
         env = dict(request.env)
@@ -101,12 +101,10 @@ class LocalTarget:
         labels = {
             LABEL: request.name, _label("port"): str(port), _label("generation"): str(generation),
             _label("revision"): revision, _label("template"): template.name, _label("created"): created or _now(),
-            _label("source"): request.source[:200], _label("fingerprint"): fingerprint,
+            _label("source"): origin[:250], _label("fingerprint"): fingerprint,
             _label("env"): json.dumps(env), _label("bridge"): "true" if bridge else "false",
             _label("url"): f"http://127.0.0.1:{port}",
         }
-        if commit:
-            labels[_label("commit")] = commit
         runtime_env = {**env, "PORT": str(port), "FNCTL_LISTEN_HOST": "127.0.0.1",
                        "K_SERVICE": request.name, "K_REVISION": revision, "K_CONFIGURATION": request.name}
         name = f"fnctl-{request.name}-{generation:05d}"
