@@ -108,8 +108,8 @@ def render(source: Path, template: str, runtime_image: str | None = None, build_
     from fnctl.pipeline import prepare
 
     request = DeployRequest(name="bench", source=str(source), template=template, build_args=build_args or {})
-    with prepare(request) as prepared:
-        return prepared.runtime_context, prepared.function_context(runtime_image)
+    prepared = prepare(request)
+    return prepared.runtime_context, prepared.function_context(runtime_image)
 
 
 def extract(context, dest: Path) -> Path:
