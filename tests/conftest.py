@@ -35,9 +35,10 @@ def fnctl(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path |
     return Result(proc)
 
 
-def http(url: str, data: bytes | None = None, timeout: float = 10, headers: dict | None = None):
+def http(url: str, data: bytes | None = None, timeout: float = 10, headers: dict | None = None,
+         method: str | None = None):
     """(status, body bytes, headers) of a request; HTTP errors are answers too."""
-    req = urllib.request.Request(url, data=data, headers=headers or {})
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read(), dict(resp.headers)

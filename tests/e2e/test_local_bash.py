@@ -139,3 +139,30 @@ def test_docker_engine_unreachable(service):
     assert r.code == 4, r
     assert "cannot reach the Docker engine" in r.err and "dockerd" in r.err
     assert "Traceback" not in r.err
+
+
+def test_handler_error_is_a_lambda_error(service, tmp_path):
+    (tmp_path / "function.sh").write_text('handler () { echo "bad things" >&2; return 3; }\n')
+    r = deploy(service, "-f", str(tmp_path), "--build-template", "bash")
+    assert r.code == 0, r
+    status, body, headers = http(json.loads(r.out)["url"], b"{}")
+    assert status == 500
+    error = json.loads(body)
+    assert error["errorType"] == "HandlerError" and "status 3" in error["errorMessage"]
+    assert headers.get("X-Amz-Function-Error") == "Unhandled"
+
+
+def test_api_gateway_mapping(service, tmp_path):
+    (tmp_path / "function.sh").write_text(
+        'handler () {\n'
+        '  local method=unknown\n'
+        '  case "$1" in *\'"httpMethod":"PUT"\'*) method=PUT;; esac\n'
+        '  printf \'{"statusCode":201,"headers":{"Content-Type":"text/plain","X-Method":"%s"},'
+        '"body":"made"}\' "$method"\n'
+        '}\n')
+    r = deploy(service, "-f", str(tmp_path), "--build-template", "bash", "--build-argument", "EVENT=API_GATEWAY")
+    assert r.code == 0, r
+    url = json.loads(r.out)["url"]
+    status, body, headers = http(url + "/items?id=1", b"x", method="PUT")
+    assert (status, body) == (201, b"made")
+    assert headers["X-Method"] == "PUT" and headers["Content-Type"] == "text/plain"
