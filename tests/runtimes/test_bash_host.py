@@ -317,7 +317,8 @@ def test_protocol_corner_cases(task_root, mode):
         proc.kill()
         stderr = proc.communicate()[1].decode(errors="replace")
         api.close()
-    assert [p for p, _ in api.responses] == [f"/2018-06-01/runtime/invocation/req-{i}/response" for i in range(1, 5)], stderr
+    expected = [f"/2018-06-01/runtime/invocation/req-{i}/response" for i in range(1, 5)]
+    assert [p for p, _ in api.responses] == expected, stderr
     assert [b for _, b in api.responses] == events
     if mode in ("keepalive", "chunked"):
         assert api.connections == 1
