@@ -328,8 +328,8 @@ def knative_webhook_validate(rt, obj: dict, old: dict | None):
             raise webhook_denied(f'not "{name}-*": spec.template.metadata.name')
         if old is not None and tname and tname == ((old.get("spec") or {}).get("template") or {}).get(
                 "metadata", {}).get("name") and (old.get("spec") or {}).get("template") != tmpl:
-            raise webhook_denied(f'Saw the following changes without a name change (-old +new): '
-                                 f'spec.template.metadata.name')
+            raise webhook_denied('Saw the following changes without a name change (-old +new): '
+                                 'spec.template.metadata.name')
     if rt.plural in ("services", "routes"):
         traffic = spec.get("traffic") or []
         total = sum(int(t.get("percent") or 0) for t in traffic if isinstance(t, dict))

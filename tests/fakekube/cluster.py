@@ -6,13 +6,14 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 
 import yaml
 
 from . import resources
 from .errors import ApiError
-from .kubelet import Kubelet
 from .knative import KnativeController
+from .kubelet import Kubelet
 from .server import EXEC_PROTOCOLS, FakeApiServer
 from .store import Store
 
@@ -36,6 +37,8 @@ class FakeCluster:
         self.events: list[str] = []
         self.uploaded_contexts: dict[str, bytes] = {}
         self.built_contexts: dict[str, bytes] = {}
+        self.pushed_images: dict[str, str] = {}  # docker mode: build pod -> repo@sha256:... really pushed
+        self.id = uuid.uuid4().hex[:12]          # docker mode labels its containers with it
         self.watch_drop_after: int | None = None
         self.knative_installed = True
         self.reject_tokens = False
@@ -58,7 +61,7 @@ class FakeCluster:
             "data": {domain: ""}}, internal=True)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FakeCluster":
+    def start(self) -> FakeCluster:
         if self._server is not None:
             return self
         self._server = FakeApiServer(self)
@@ -84,6 +87,7 @@ class FakeCluster:
         self._server.server_close()
         self._thread.join(timeout=5)
         self._server = None
+        self.knative.shutdown()
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 

@@ -2,11 +2,13 @@
 written through the status subresource the way Knative's reconcilers write them."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import threading
 import time
 
+from . import realdocker
 from .errors import ApiError
 from .resources import resolve
 from .store import now_rfc3339
@@ -52,6 +54,13 @@ class KnativeController:
         self._lock = threading.RLock()
         self._seen: dict[tuple, int] = {}
         self._thread = None
+        # mode "docker": each new revision runs as a real container on the host network (see _RevisionContainer)
+        self.registry = realdocker.REGISTRY
+        self.ready_timeout = 120.0        # seconds until a revision that never gets ready fails
+        self.endpoints: dict[tuple[str, str], str] = {}           # (ns, service) -> URL of the serving revision
+        self.revision_endpoints: dict[tuple[str, str], str] = {}  # (ns, revision) -> URL of its container
+        self.containers: dict[tuple[str, str], _RevisionContainer] = {}  # (ns, revision) -> its container
+        self._docker_used = False
 
     def start(self):
         self._thread = threading.Thread(target=self._loop, name="fake-knative", daemon=True)
@@ -76,9 +85,12 @@ class KnativeController:
                     continue
             for ev in evs:
                 last = ev.rv
-                if ev.rt.key == KSVC.key and ev.type in ("ADDED", "MODIFIED"):
+                if ev.rt.key == KSVC.key and ev.type in ("ADDED", "MODIFIED", "DELETED"):
                     try:
-                        self._maybe_reconcile(ev.obj)
+                        if ev.type == "DELETED":
+                            self._on_deleted(ev.obj)
+                        else:
+                            self._maybe_reconcile(ev.obj)
                     except Exception:
                         import traceback
                         traceback.print_exc()
@@ -206,6 +218,10 @@ class KnativeController:
         self.cluster.events.append(f"knative: {ns}/{name} generation {gen} -> revision {rev_name} ({outcome})")
         if outcome == "never":
             return
+        if outcome == "docker":
+            threading.Thread(target=self._run_revision_safe, args=(ns, name, uid, gen, rev_name), daemon=True,
+                             name=f"revision-{rev_name}").start()
+            return
         t = threading.Timer(delay, self._finalize_safe, args=(ns, name, uid, gen, rev_name, outcome))
         t.daemon = True
         t.start()
@@ -218,18 +234,19 @@ class KnativeController:
             import traceback
             traceback.print_exc()
 
-    def _finalize(self, ns, name, uid, gen, rev_name, outcome):
+    def _finalize(self, ns, name, uid, gen, rev_name, outcome, failure=None):
+        """Write the revision's outcome; False when the Service moved on (deleted, or a newer generation)."""
         st = self.store
         with self._lock:
             svc = st.raw_get(KSVC, ns, name)
             if svc is None or svc["metadata"]["uid"] != uid or svc["metadata"].get("generation") != gen:
-                return
+                return False
             svc = copy.deepcopy(svc)
             spec = svc.get("spec") or {}
             rev = st.raw_get(REV, ns, rev_name)
             cfg = st.raw_get(CFG, ns, name)
             if rev is None or cfg is None:
-                return
+                return False
             image = ((rev.get("spec") or {}).get("containers") or [{}])[0].get("image", "")
             cname = ((rev.get("spec") or {}).get("containers") or [{}])[0].get("name", "user-container")
             url, address = self._urls(ns, name)
@@ -268,11 +285,16 @@ class KnativeController:
                 else:
                     status["conditions"] = _conds(_cond("ConfigurationsReady", "True"),
                                                   _cond("RoutesReady", "True"), _cond("Ready", "True"))
+                if (ns, rev_name) in self.containers:
+                    # docker mode: the new revision answers; move the traffic, then the Service says Ready
+                    self._retire(ns, name, rev_name, traffic if not missing else [])
                 self._status(KSVC, ns, name, status)
                 self.cluster.events.append(f"knative: {ns}/{name} Ready ({rev_name})")
-                return
+                return True
             # failures
-            if outcome == "container-missing":
+            if failure is not None:
+                reason, rmsg = failure
+            elif outcome == "container-missing":
                 reason = "ContainerMissing"
                 rmsg = (f'Unable to fetch image "{image}": failed to resolve image to digest: '
                         f"GET https://{_registry(image)}/v2/{_path(image)}/manifests/{_tag(image)}: MANIFEST_UNKNOWN: "
@@ -312,6 +334,88 @@ class KnativeController:
                                           _cond("Ready", "False", "RevisionFailed", cmsg))
             self._status(KSVC, ns, name, status)
             self.cluster.events.append(f"knative: {ns}/{name} failed ({reason})")
+            return True
+
+    # ------------------------------------------------------------------ docker mode
+    def _run_revision_safe(self, *args):
+        try:
+            if not self.cluster._stopping:
+                self._run_revision(*args)
+        except Exception:
+            import traceback
+            traceback.print_exc()
+
+    def _run_revision(self, ns, name, uid, gen, rev_name):
+        """Run the revision's container (once per revision), wait until it is ready or has failed, and write
+        the outcome the way Knative does. A ready revision takes the traffic; containers of revisions that no
+        longer get any are removed. A failed one is removed and leaves the serving one as it was."""
+        self._docker_used = True
+        with self._lock:
+            rc = self.containers.get((ns, rev_name))
+            starter = rc is None
+            if starter:
+                rev = self.store.raw_get(REV, ns, rev_name)
+                if rev is None:
+                    return
+                rc = _RevisionContainer(self, ns, name, rev_name, copy.deepcopy(rev))
+                self.containers[(ns, rev_name)] = rc
+        if starter:
+            rc.start()
+        else:
+            rc.settled.wait()
+        if self.cluster._stopping or rc.cancelled:
+            return
+        if rc.failure is None:
+            self.revision_endpoints[(ns, rev_name)] = rc.url
+            self._finalize(ns, name, uid, gen, rev_name, "ready")
+        else:
+            with self._lock:
+                if self.containers.get((ns, rev_name)) is rc:
+                    del self.containers[(ns, rev_name)]
+            rc.remove()
+            self._finalize(ns, name, uid, gen, rev_name, "failed", failure=rc.failure)
+
+    def _retire(self, ns, name, ready, traffic):
+        """Point the Service's endpoint at its ready revision; remove the containers no traffic goes to."""
+        serving = {t.get("revisionName") for t in traffic if t.get("revisionName")} | {ready}
+        if (ns, ready) in self.revision_endpoints:
+            self.endpoints[(ns, name)] = self.revision_endpoints[(ns, ready)]
+        with self._lock:
+            gone = [rc for (rns, rev), rc in self.containers.items()
+                    if rns == ns and rc.service == name and rev not in serving and rc.settled.is_set()]
+            for rc in gone:
+                del self.containers[(ns, rc.revision)]
+        for rc in gone:
+            self.revision_endpoints.pop((ns, rc.revision), None)
+            rc.remove()
+
+    def _on_deleted(self, svc):
+        md = svc["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        self.endpoints.pop((ns, name), None)
+        with self._lock:
+            gone = [rc for (rns, _), rc in self.containers.items() if rns == ns and rc.service == name]
+            for rc in gone:
+                del self.containers[(ns, rc.revision)]
+        for rc in gone:
+            self.revision_endpoints.pop((ns, rc.revision), None)
+            rc.cancel()
+
+    def shutdown(self):
+        """Remove every container this cluster started (by label, so none is missed)."""
+        with self._lock:
+            running = list(self.containers.values())
+            self.containers.clear()
+        for rc in running:
+            rc.cancelled = True
+            rc.stop.set()
+        deadline = time.monotonic() + 10
+        for rc in running:  # one still pulling or starting creates its container first
+            rc.settled.wait(max(0.0, deadline - time.monotonic()))
+        if self._docker_used:
+            realdocker.remove_containers(f"{realdocker.LABEL}=1", f"{realdocker.CLUSTER_LABEL}={self.cluster.id}")
+        self.endpoints.clear()
+        self.revision_endpoints.clear()
 
     # ------------------------------------------------------------------ helpers
     def _urls(self, ns, name):
@@ -372,6 +476,149 @@ class KnativeController:
             o["status"] = _keep_transition_times(o.get("status"), copy.deepcopy(status))
             return o
         self.store.mutate(rt, ns, name, fn, subresource="status")
+
+
+class _RevisionContainer:
+    """One revision as a docker container: `docker run -d --network host` of its image (by digest, pulled from
+    the loopback registry) with PORT set to a free loopback port; ready when it prints `fnctl-bridge: ready` or
+    its port answers."""
+
+    READY_MARKER = "fnctl-bridge: ready"
+    TAIL = 20
+
+    def __init__(self, ctl: KnativeController, ns, service, revision, rev: dict):
+        self.ctl, self.ns, self.service, self.revision = ctl, ns, service, revision
+        spec = rev.get("spec") or {}
+        self.container = copy.deepcopy((spec.get("containers") or [{}])[0])
+        self.image = self.container.get("image", "")
+        self.port = realdocker.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = f"fakekube-{ctl.cluster.id}-{ns}-{revision}"[:120]
+        self.id: str | None = None
+        self.lines: list[str] = []
+        self.failure: tuple[str, str] | None = None
+        self.settled = threading.Event()
+        self.stop = threading.Event()
+        self.cancelled = False
+
+    # -- run
+    def start(self):
+        try:
+            self.failure = self._start()
+        except Exception as e:  # noqa: BLE001 - surfaces as a failed revision
+            self.failure = ("ContainerCreating", f"fakekube could not run the revision: {e}")
+        finally:
+            self.settled.set()
+
+    def _start(self):
+        image = self.image
+        if realdocker.registry_of(image) != self.ctl.registry:
+            return ("ContainerMissing", f'Unable to fetch image "{image}": failed to resolve image to digest: '
+                                        f"fakekube docker mode runs images of {self.ctl.registry} only")
+        pull = realdocker.docker("pull", "-q", image, timeout=300)
+        if pull.returncode != 0:
+            err = pull.stderr.decode("utf-8", "replace").strip()[-400:]
+            return ("ContainerMissing", f'Unable to fetch image "{image}": failed to resolve image to digest: {err}')
+        argv = ["run", "-d", "--network", "host", "--name", self.name,
+                "--label", f"{realdocker.LABEL}=1", "--label", f"{realdocker.CLUSTER_LABEL}={self.ctl.cluster.id}",
+                "--label", f"fakekube.namespace={self.ns}", "--label", f"fakekube.service={self.service}",
+                "--label", f"fakekube.revision={self.revision}"]
+        for key, value in self._env().items():
+            argv += ["-e", f"{key}={value}"]
+        command = [str(a) for a in self.container.get("command") or []]
+        if command:
+            argv += ["--entrypoint", command[0]]
+        argv.append(image)
+        argv += command[1:] + [str(a) for a in self.container.get("args") or []]
+        run = realdocker.docker(*argv, timeout=120)
+        if run.returncode != 0:
+            err = run.stderr.decode("utf-8", "replace").strip()[-400:]
+            return ("CreateContainerError", f"failed to create containerd task: {err}")
+        self.id = run.stdout.decode().strip()
+        return self._wait_ready()
+
+    def _env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        store = self.ctl.store
+        for src in self.container.get("envFrom") or []:
+            for kind, plural, binary in (("configMapRef", "configmaps", False), ("secretRef", "secrets", True)):
+                ref = src.get(kind)
+                if ref:
+                    obj = store.raw_get(resolve(plural), self.ns, ref.get("name")) or {}
+                    env.update({(src.get("prefix") or "") + k: _decode(v, binary)
+                                for k, v in (obj.get("data") or {}).items()})
+        for e in self.container.get("env") or []:
+            if "value" in e or "valueFrom" not in e:
+                env[e["name"]] = str(e.get("value", ""))
+                continue
+            vf = e["valueFrom"]
+            for kind, plural, binary in (("configMapKeyRef", "configmaps", False),
+                                         ("secretKeyRef", "secrets", True)):
+                ref = vf.get(kind)
+                if ref:
+                    obj = store.raw_get(resolve(plural), self.ns, ref.get("name")) or {}
+                    if ref.get("key") in (obj.get("data") or {}):
+                        env[e["name"]] = _decode(obj["data"][ref["key"]], binary)
+        env.update({"PORT": str(self.port), "FNCTL_LISTEN_HOST": "127.0.0.1", "K_SERVICE": self.service,
+                    "K_CONFIGURATION": self.service, "K_REVISION": self.revision})
+        return env
+
+    def _wait_ready(self):
+        ended = threading.Event()
+
+        def on_line(line):
+            self.lines.append(line)
+
+        def follow():
+            realdocker.stream(["docker", "logs", "-f", self.id], on_line, self.stop)
+            ended.set()
+        threading.Thread(target=follow, daemon=True, name=f"logs-{self.revision}").start()
+        deadline = time.monotonic() + self.ctl.ready_timeout
+        while time.monotonic() < deadline:
+            if self.stop.is_set() or self.ctl.cluster._stopping:
+                return ("Cancelled", "the revision was removed")
+            if any(self.READY_MARKER in line for line in list(self.lines)) or realdocker.port_answers(self.port):
+                return None
+            if ended.wait(0.1) and not self._running():
+                ended.clear()
+                return self._exited()
+        self.remove()
+        return ("ProgressDeadlineExceeded", "Initial scale was never achieved")
+
+    def _running(self) -> bool:
+        proc = realdocker.docker("inspect", "--format", "{{.State.Running}}", self.id, timeout=30)
+        return proc.stdout.decode().strip() == "true"
+
+    def _exited(self):
+        proc = realdocker.docker("inspect", "--format", "{{.State.ExitCode}}", self.id, timeout=30)
+        code = proc.stdout.decode().strip() or "?"
+        logs = realdocker.docker("logs", "--tail", str(self.TAIL), self.id, timeout=30)
+        tail = (logs.stdout + logs.stderr).decode("utf-8", "replace").strip()
+        # Knative: reason ExitCode<N>, message "Container failed with: " + the termination message (the log
+        # tail: Knative sets terminationMessagePolicy FallbackToLogsOnError on the user container).
+        message = f"Container failed with: exit status {code}" + (f"\n{tail[-2048:]}" if tail else "")
+        return (f"ExitCode{code}", message)
+
+    # -- stop
+    def remove(self):
+        self.stop.set()
+        if self.id:
+            with contextlib.suppress(Exception):  # removed by label when the cluster stops anyway
+                realdocker.docker("rm", "-f", self.id, timeout=60)
+
+    def cancel(self):
+        self.cancelled = True
+        self.remove()
+        if not self.id and not self.settled.is_set():
+            # still pulling or starting: remove it by name once it exists
+            threading.Thread(target=lambda: (self.settled.wait(60), self.remove()), daemon=True).start()
+
+
+def _decode(value, binary):
+    if not binary:
+        return str(value)
+    import base64
+    return base64.b64decode(value).decode("utf-8", "replace")
 
 
 def _registry(image):

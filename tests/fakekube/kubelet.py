@@ -20,7 +20,8 @@ import threading
 import time
 import uuid
 
-from .errors import ApiError, bad_request, not_found
+from . import realdocker
+from .errors import ApiError, bad_request
 from .resources import resolve
 from .store import now_rfc3339
 
@@ -67,9 +68,15 @@ class Kubelet:
         self.cluster = cluster
         self.store = cluster.store
         self.mode = "succeed"
+        # mode "docker": kaniko containers really build (docker build) and push to `registry`; base-image build
+        # args go through the machine's image map (`image_map`, read from `image_map_file` when None).
+        self.registry = realdocker.REGISTRY
+        self.image_map: dict[str, str] | None = None
+        self.image_map_file = realdocker.IMAGE_MAP_FILE
         self.log_lines: list[str] | None = None
         self.run_seconds = 0.3
         self.step_delay = 0.01  # time between pod lifecycle steps
+        self.mount_retry = 0.05  # seconds between attempts to mount a missing ConfigMap / Secret volume
         self.pods: dict[tuple[str, str], PodRuntime] = {}
         self.cond = threading.Condition()
         self._thread = None
@@ -286,12 +293,19 @@ class Kubelet:
                               started=False)
         self._set(rtm, first)
         # volumes
-        problem = self._mount_problem(rtm)
-        if problem:
-            self._event(rtm, "Warning", "FailedMount", problem)
-            self._log(f"kubelet: pod {rtm.ns}/{rtm.name}: {problem}")
-            rtm.stop.wait()
-            return
+        # like the kubelet, retry the mounts: a pod created just before its ConfigMap (an owner reference
+        # needs the pod's uid first) starts once the ConfigMap exists; until then it stays ContainerCreating
+        reported = None
+        while True:
+            problem = self._mount_problem(rtm)
+            if not problem:
+                break
+            if problem != reported:
+                reported = problem
+                self._event(rtm, "Warning", "FailedMount", problem)
+                self._log(f"kubelet: pod {rtm.ns}/{rtm.name}: {problem}")
+            if not self._sleep(rtm, self.mount_retry):
+                return
         if not self._sleep(rtm, self.step_delay):
             return
         self._set(rtm, lambda p: (self._cond(p, "PodReadyToStartContainers", "True"),
@@ -477,6 +491,8 @@ class Kubelet:
             if not self._sleep(rtm, min(self.run_seconds, 0.05)):
                 return None
             return self._finish_message(rtm, cr, 1, "Error", None)
+        if mode == "docker":
+            return self._kaniko_docker(rtm, cr, args, data, files, _dockerfile_path(dockerfile, context))
         digest = "sha256:" + hashlib.sha256((data or b"") + (destinations[0] if destinations else "").encode()
                                             ).hexdigest()
         if self.log_lines is not None:
@@ -512,6 +528,83 @@ class Kubelet:
             message = f"{_repo(destinations[0])}@{digest}"
         return 0, "Completed", message
 
+    def _kaniko_docker(self, rtm, cr, args, data, files, dockerfile):
+        """mode "docker": docker build the context kaniko was given, push it to the loopback registry, and end
+        with the pushed digest as kaniko does. The real build and push output is the container's log."""
+        t0 = time.monotonic()
+
+        def info(text):
+            self._append(cr, f"INFO[{int(time.monotonic() - t0):04d}] {text}")
+
+        def fail(text):
+            self._append(cr, text)
+            return self._finish_message(rtm, cr, 1, "Error", None)
+
+        destinations = args.get("destination") or []
+        no_push = "no-push" in args
+        if files is None:
+            return fail(f"error building image: fakekube docker mode builds tar:// and dir:// contexts only, not "
+                        f"{args.get('context')}")
+        if not destinations and not no_push:
+            return fail("Error: You must provide --destination, or use --no-push")
+        for d in destinations:
+            if realdocker.registry_of(d) != self.registry:
+                return fail(f"error checking push permissions -- make sure you entered the correct tag name, and "
+                            f"that you are authenticated correctly, and try again: fakekube refuses to push {d}: "
+                            f"docker mode pushes to {self.registry} only")
+        if self.image_map is None:
+            self.image_map = realdocker.image_map(self.image_map_file)
+        argv = ["docker", "build", "--network", "host", "--force-rm", "-f", dockerfile]
+        for spec in args.get("build-args") or []:
+            key, eq, value = spec.partition("=")
+            mirrored = self.image_map.get(value) if eq else None
+            if mirrored:
+                info(f"fakekube registry mirror: build arg {key}={value} -> {mirrored}")
+                value = mirrored
+            argv += ["--build-arg", f"{key}={value}" if eq else key]
+        local_tag = destinations[0] if destinations else f"fakekube/nopush:{rtm.uid[:12]}"
+        for d in destinations or [local_tag]:
+            argv += ["-t", d]
+        argv.append("-")
+        info(f"Building {len(data)} bytes of context with docker build (classic builder, host network)")
+        code = realdocker.stream(argv, lambda line: self._append(cr, line), rtm.stop, stdin=data,
+                                 env={"DOCKER_BUILDKIT": "0"})
+        if code is None or self._stopped(rtm):
+            return None
+        if code != 0:
+            return fail(f"error building image: error building stage: docker build exited with status {code}")
+        digest = None
+        if no_push:
+            info("Skipping push to container registry due to --no-push flag")
+            proc = realdocker.docker("image", "inspect", "--format", "{{.Id}}", local_tag)
+            digest = proc.stdout.decode().strip() or None
+        for d in destinations if not no_push else []:
+            info(f"Pushing image to {d}")
+            lines: list[str] = []
+
+            def on_line(line, lines=lines):
+                lines.append(line)
+                self._append(cr, line)
+            code = realdocker.stream(["docker", "push", d], on_line, rtm.stop)
+            if code is None or self._stopped(rtm):
+                return None
+            if code != 0:
+                return fail(f"error pushing image: failed to push to destination {d}: docker push exited with "
+                            f"status {code}")
+            pushed = realdocker.pushed_digest(lines, d)
+            if pushed is None:
+                return fail(f"error pushing image: no digest for {d} after docker push")
+            digest = digest or pushed
+            self.cluster.pushed_images.setdefault(rtm.name, f"{_repo(d)}@{pushed}")
+            info(f"Pushed {_repo(d)}@{pushed}")
+        tpath = cr.spec.get("terminationMessagePath", "/dev/termination-log")
+        message = None
+        if digest and args.get("digest-file") == tpath:
+            message = digest
+        elif digest and args.get("image-name-with-digest-file") == tpath and destinations:
+            message = f"{_repo(destinations[0])}@{digest}"
+        return 0, "Completed", message
+
     # ------------------------------------------------------------------ volumes / files
     def _volume(self, rtm, name):
         return next((v for v in rtm.spec.get("volumes") or [] if v.get("name") == name), None)
@@ -529,7 +622,7 @@ class Kubelet:
                         continue
                     what = "configmap" if kind == "configMap" else "secret"
                     return f'MountVolume.SetUp failed for volume "{v["name"]}" : {what} "{src.get(key)}" not found'
-                keys = set((obj.get("data") or {})) | set((obj.get("binaryData") or {}))
+                keys = set(obj.get("data") or {}) | set(obj.get("binaryData") or {})
                 for item in src.get("items") or []:
                     if item.get("key") not in keys and not src.get("optional"):
                         what = "configmap" if kind == "configMap" else "secret"
@@ -665,6 +758,7 @@ class Kubelet:
 
         with self.cond:
             lines = list(cr.lines)
+        seen = len(lines)  # a follow goes on right after what this snapshot holds (no line twice, none lost)
         if tail not in (None, ""):
             lines = lines[-int(tail):] if int(tail) > 0 else []
         if not follow:
@@ -680,7 +774,7 @@ class Kubelet:
         h._start_stream("text/plain")
         sent_bytes = 0
         try:
-            idx = len(cr.lines) if tail not in (None, "") else 0
+            idx = seen
             for e in lines:
                 chunk = fmt(e).encode()
                 h._chunk(chunk)
@@ -974,6 +1068,9 @@ def _kaniko_args(spec) -> dict:
         if key:
             if key == "destination":
                 out["destination"].append(val)
+            elif key == "build-arg":
+                out.setdefault("build-args", []).append(val)
+                out[key] = val
             elif key == "no-push":
                 if val != "false":
                     out["no-push"] = True
@@ -1019,6 +1116,11 @@ def _tar_of(files: dict[str, bytes]) -> bytes:
 
 
 def _find_dockerfile(files, dockerfile, context):
+    return files.get(_dockerfile_path(dockerfile, context))
+
+
+def _dockerfile_path(dockerfile, context):
+    """kaniko's --dockerfile as a path inside the context (it may be given absolute, under the context dir)."""
     d = dockerfile
     if d.startswith("/"):
         base = context.split("://", 1)[-1]
@@ -1031,7 +1133,7 @@ def _find_dockerfile(files, dockerfile, context):
     d = posixpath.normpath(d)
     if d.startswith("./"):
         d = d[2:]
-    return files.get(d)
+    return d
 
 
 def _image_id(image: str) -> str:

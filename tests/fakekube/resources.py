@@ -1,7 +1,7 @@
 """The resource types the fake API server serves."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ KNATIVE_DIR = os.environ.get("FAKEKUBE_KNATIVE_DIR", "/work/shared/knative")
 _SPECIAL_TOP = ("apiVersion", "kind", "metadata")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_crd_schema(filename: str) -> dict | None:
     path = os.path.join(KNATIVE_DIR, filename)
     if not os.path.exists(path):
@@ -60,9 +60,7 @@ def prune_and_default(schema: dict, obj, path=(), unknown=None, top=True):
                 prune_and_default(props[key], obj[key], path + (key,), unknown, False)
             elif isinstance(addl, dict):
                 prune_and_default(addl, obj[key], path + (key,), unknown, False)
-            elif addl is True or preserve:
-                continue
-            elif props is None and schema.get("type") != "object":
+            elif addl is True or preserve or props is None and schema.get("type") != "object":
                 continue
             else:
                 unknown.append(_fmt_path(path + (key,)))
@@ -98,7 +96,7 @@ def _to_jsonschema(s):
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(filename: str):
     schema = load_crd_schema(filename)
     js = _to_jsonschema(schema)

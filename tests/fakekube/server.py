@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -10,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from . import resources
-from .errors import ApiError, bad_request, forbidden, not_found, unauthorized
+from .errors import ApiError, bad_request, forbidden, unauthorized
 from .selectors import parse_field_selector, parse_label_selector
 from .websocket import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WebSocket, accept_key
 
@@ -142,7 +141,7 @@ class Handler(BaseHTTPRequestHandler):
             self._handle(method, route, body)
         except ApiError as e:
             self._send_error(e)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as e:  # a bug in the fake: make it loud but keep a Status body
             import traceback
@@ -282,8 +281,8 @@ class Handler(BaseHTTPRequestHandler):
         fv = self.q.get("fieldValidation")
         if sub == "log":
             if method != "GET":
-                raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
-                               f"resource")
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                               "resource")
             return c.kubelet.serve_log(self, ns, name)
         if sub == "exec":
             return self._exec(ns, name)

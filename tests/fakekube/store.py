@@ -12,7 +12,7 @@ import threading
 import uuid
 
 from . import admission
-from .errors import (ApiError, already_exists, bad_request, conflict, invalid, namespace_not_found, not_found)
+from .errors import ApiError, already_exists, bad_request, conflict, invalid, namespace_not_found, not_found
 from .patch import json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceType, resolve
 
@@ -103,7 +103,7 @@ class Store:
                     continue
                 if rt.namespaced and ns and ons != ns:
                     continue
-                if label_pred and not label_pred((obj["metadata"].get("labels") or {})):
+                if label_pred and not label_pred(obj["metadata"].get("labels") or {}):
                     continue
                 if field_pred and not field_pred(obj):
                     continue
@@ -357,7 +357,7 @@ class Store:
                 new = json_patch(old, patch_body)
             else:
                 raise ApiError(415, "UnsupportedMediaType",
-                               f"the body of the request was in an unknown format - accepted media types include: "
+                               "the body of the request was in an unknown format - accepted media types include: "
                                "application/json-patch+json, application/merge-patch+json, "
                                "application/apply-patch+yaml" +
                                ("" if rt.is_custom else ", application/strategic-merge-patch+json"))

@@ -1,6 +1,5 @@
 """Fake kubelet + kaniko: pod lifecycle, modes, logs (follow), exec upload through kubernetes.stream."""
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -147,6 +146,9 @@ def test_missing_dockerfile_and_missing_configmap(cluster, api):
         'container "kaniko" in pod "nocm" is waiting to start: ContainerCreating'
     evs = core.list_namespaced_event("default", field_selector="involvedObject.name=nocm").items
     assert any(ev.reason == "FailedMount" and 'configmap "nocm-ctx" not found' in ev.message for ev in evs)
+    # the kubelet retries the mount: once the ConfigMap exists the pod starts (fnctl creates the pod first)
+    seed_context(core, "nocm", make_context())
+    assert wait_phase(core, "nocm").status.phase == "Succeeded"
 
 
 def test_image_pull_and_unschedulable(cluster, api):
