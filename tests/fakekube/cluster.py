@@ -1,6 +1,7 @@
 """FakeCluster: the fake API server, its store, a fake kubelet and a fake Knative controller."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -168,10 +169,8 @@ class FakeCluster:
 
     def delete(self, kind_or_plural: str, name: str, namespace: str | None = "default"):
         rt = resources.resolve(kind_or_plural)
-        try:
+        with contextlib.suppress(ApiError):
             self.store.delete(rt, namespace if rt.namespaced else None, name)
-        except ApiError:
-            pass
 
     def compact(self):
         """Drop the watch history: watches from an older resourceVersion now get 410 Gone."""

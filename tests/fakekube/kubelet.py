@@ -7,6 +7,7 @@ MODIFIED events). Logs, exec and volume contents (ConfigMap / emptyDir) live her
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import gzip
 import hashlib
@@ -182,10 +183,8 @@ class Kubelet:
                 "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
                 "reportingComponent": "kubelet" if reason not in ("Scheduled", "FailedScheduling")
                 else "default-scheduler", "reportingInstance": NODE}
-        try:
+        with contextlib.suppress(ApiError):
             self.store.create(resolve("events"), rtm.ns, body, internal=True)
-        except ApiError:
-            pass
 
     @staticmethod
     def _cond(pod, type_, status, reason=None, message=None):
@@ -309,8 +308,8 @@ class Kubelet:
         if not self._sleep(rtm, self.step_delay):
             return
         self._set(rtm, lambda p: (self._cond(p, "PodReadyToStartContainers", "True"),
-                                  p["status"].update({"podIP": "10.244.0.%d" % (hash(rtm.uid) % 200 + 10),
-                                                      "podIPs": [{"ip": "10.244.0.%d" % (hash(rtm.uid) % 200 + 10)}]})))
+                                  p["status"].update({"podIP": f"10.244.0.{hash(rtm.uid) % 200 + 10}",
+                                                      "podIPs": [{"ip": f"10.244.0.{hash(rtm.uid) % 200 + 10}"}]})))
         pull_target = None
         if mode == "image-pull":
             pull_target = next((c for c in mains if _is_kaniko(c.spec)), mains[0] if mains else None)
@@ -318,7 +317,7 @@ class Kubelet:
         for i, cr in enumerate(inits):
             started = now_rfc3339()
             cr.started = cr.running = True
-            self._set(rtm, lambda p, cr=cr: self._cstatus(p, cr, {"running": {"startedAt": started}},
+            self._set(rtm, lambda p, cr=cr, started=started: self._cstatus(p, cr, {"running": {"startedAt": started}},
                                                           started=True))
             self._event(rtm, "Normal", "Started", f"Started container {cr.name}")
             marker = _wait_marker(cr.spec)
@@ -335,7 +334,7 @@ class Kubelet:
             fin = now_rfc3339()
             rest = [c.name for c in inits[i + 1:]]
 
-            def done(p, cr=cr, rest=rest):
+            def done(p, cr=cr, rest=rest, started=started, fin=fin):
                 self._cstatus(p, cr, {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started,
                                                      "finishedAt": fin,
                                                      "containerID": "containerd://" + hashlib.sha256(
@@ -1126,10 +1125,7 @@ def _dockerfile_path(dockerfile, context):
         base = context.split("://", 1)[-1]
         base = posixpath.normpath(base)
         nd = posixpath.normpath(d)
-        if nd.startswith(base.rstrip("/") + "/"):
-            d = nd[len(base.rstrip("/")) + 1:]
-        else:
-            d = nd.lstrip("/")
+        d = nd[len(base.rstrip("/")) + 1:] if nd.startswith(base.rstrip("/") + "/") else nd.lstrip("/")
     d = posixpath.normpath(d)
     if d.startswith("./"):
         d = d[2:]

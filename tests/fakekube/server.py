@@ -1,6 +1,7 @@
 """The fake Kubernetes API server: HTTP routing, discovery, verbs, watch, pod log, pod exec."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,10 +147,8 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug in the fake: make it loud but keep a Status body
             import traceback
             traceback.print_exc()
-            try:
+            with contextlib.suppress(OSError):
                 self._send_error(ApiError(500, "InternalError", f"fakekube internal error: {e!r}"))
-            except OSError:
-                pass
 
     def _route(self, path: str):
         segs = [s for s in path.split("/") if s]
@@ -290,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._list_or_watch(rt, ns)
         if method == "GET":
             obj = st.get(rt, ns, name)
-            if sub == "status" or True:
+            if True:
                 return self._send_json(200, obj)
         if method == "POST":
             if name is not None:
@@ -563,9 +562,7 @@ class Handler(BaseHTTPRequestHandler):
             ws.close()
             # wait briefly for the client's close frame so it reads everything
             self.connection.settimeout(2)
-            try:
+            with contextlib.suppress(Exception):
                 ws.recv()
-            except Exception:
-                pass
         except OSError:
             pass

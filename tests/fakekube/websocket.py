@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import struct
 import threading
@@ -68,10 +69,8 @@ class WebSocket:
             self.wfile.flush()
 
     def close(self, code: int = 1000, reason: str = ""):
-        try:
+        with contextlib.suppress(OSError):
             self.send(struct.pack("!H", code) + reason.encode(), OP_CLOSE)
-        except OSError:
-            pass
         self.closed = True
 
 
