@@ -13,7 +13,7 @@ from tests.conftest import fnctl
 
 NO_MAP = config.Config(images={})
 EXPECTED = {
-    "bash": {"DIRECTORY", "HANDLER", "BASE_IMAGE", "GO_IMAGE"},
+    "bash": {"DIRECTORY", "HANDLER", "EVENT", "BASE_IMAGE", "GO_IMAGE"},
     "node4": {"DIRECTORY", "HANDLER", "EVENT", "BASE_IMAGE", "GO_IMAGE"},
     "go": {"DIRECTORY", "EVENT", "GOPROXY", "GOFLAGS", "BASE_IMAGE", "GO_IMAGE"},
     "python": {"DIRECTORY", "HANDLER", "EVENT", "PIP_INDEX_URL", "BASE_IMAGE", "GO_IMAGE"},
