@@ -91,18 +91,6 @@ def run() -> dict:
         b.log(f"bash hey -c 1000 -z {demo}: {json.dumps(results['bash_demo'])}")
     finally:
         b.delete_service(name)
-    if not b.QUICK:
-        # The fix direction for the bash runtime's throughput: benchmarks/functions/bash-devtcp ships
-        # its own bootstrap (the custom-runtime convention) that speaks the Runtime API over bash's
-        # /dev/tcp instead of forking curl and sed for every event. Same handler, same bridge.
-        image = b.function_image(b.FUNCTIONS / "bash-devtcp", "bash", f"{b.IMG}/bash-devtcp")
-        port = _start_any(image, "bench-bridge-bash-devtcp")
-        try:
-            time.sleep(1)
-            results["bash_devtcp_demo"] = {"duration": "30s", **b.hey(port, 1000, duration="30s", timeout=180)}
-            b.log(f"bash-devtcp hey -c 1000 -z 30s: {json.dumps(results['bash_devtcp_demo'])}")
-        finally:
-            b.remove_container("bench-bridge-bash-devtcp")
     results["tables"] = report(results)
     b.save("bridge", results)
     return results
@@ -194,7 +182,7 @@ def report(res: dict) -> list[str]:
     if res["bash"]:
         tables.append(b.table("Bridge: bash runtime (examples/bash-echo deployed with fnctl) vs plain Go",
                               ["metric", "bridge + bash", "plain go", "ratio"], rows))
-    for key, label in (("bash_demo", "bash-echo"), ("bash_devtcp_demo", "bash-echo, /dev/tcp bootstrap (PoC)")):
+    for key, label in (("bash_demo", "bash-echo"),):
         d = res.get(key)
         if not d:
             continue
