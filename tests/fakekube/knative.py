@@ -9,7 +9,6 @@ import threading
 import time
 
 from . import realdocker
-from .errors import ApiError
 from .resources import resolve
 from .store import now_rfc3339
 
@@ -67,33 +66,13 @@ class KnativeController:
         self._thread.start()
 
     def _loop(self):
-        st = self.store
-        with st.lock:
-            last = st.rv
-            existing, _ = st.list(KSVC)
-        for obj in existing:
-            self._maybe_reconcile(obj)
-        while not self.cluster._stopping:
-            with st.lock:
-                try:
-                    evs = st.events_after(last)
-                except ApiError:
-                    last = st.rv
-                    evs = []
-                if not evs:
-                    st.cond.wait(0.2)
-                    continue
-            for ev in evs:
-                last = ev.rv
-                if ev.rt.key == KSVC.key and ev.type in ("ADDED", "MODIFIED", "DELETED"):
-                    try:
-                        if ev.type == "DELETED":
-                            self._on_deleted(ev.obj)
-                        else:
-                            self._maybe_reconcile(ev.obj)
-                    except Exception:
-                        import traceback
-                        traceback.print_exc()
+        self.store.follow(KSVC, lambda: self.cluster._stopping, self._maybe_reconcile, self._on_event)
+
+    def _on_event(self, ev):
+        if ev.type == "DELETED":
+            self._on_deleted(ev.obj)
+        elif ev.type in ("ADDED", "MODIFIED"):
+            self._maybe_reconcile(ev.obj)
 
     def _maybe_reconcile(self, svc):
         md = svc["metadata"]

@@ -89,39 +89,23 @@ class Kubelet:
         self._thread.start()
 
     def _loop(self):
-        st = self.store
-        with st.lock:
-            last = st.rv
-            existing, _ = st.list(PODS)
-        for obj in existing:
-            self._on_added(obj)
-        while not self.cluster._stopping:
-            with st.lock:
-                try:
-                    evs = st.events_after(last)
-                except ApiError:  # fell behind the history: resync
-                    last = st.rv
-                    evs = []
-                if not evs:
-                    st.cond.wait(0.2)
-                    continue
-            for ev in evs:
-                last = ev.rv
-                if ev.rt.key != "pods":
-                    continue
-                if ev.type == "ADDED":
-                    self._on_added(ev.obj)
-                elif ev.type == "DELETED":
-                    key = (ev.obj["metadata"].get("namespace"), ev.obj["metadata"]["name"])
-                    rtm = self.pods.get(key)
-                    if rtm is not None and rtm.uid == ev.obj["metadata"]["uid"]:
-                        rtm.stop.set()
-                        del self.pods[key]
-                        self._notify()
-                elif ev.type == "MODIFIED" and ev.obj["metadata"].get("deletionTimestamp"):
-                    rtm = self.pods.get((ev.obj["metadata"].get("namespace"), ev.obj["metadata"]["name"]))
-                    if rtm is not None:
-                        rtm.stop.set()
+        self.store.follow(PODS, lambda: self.cluster._stopping, self._on_added, self._on_event)
+
+    def _on_event(self, ev):
+        meta = ev.obj["metadata"]
+        if ev.type == "ADDED":
+            self._on_added(ev.obj)
+        elif ev.type == "DELETED":
+            key = (meta.get("namespace"), meta["name"])
+            rtm = self.pods.get(key)
+            if rtm is not None and rtm.uid == meta["uid"]:
+                rtm.stop.set()
+                del self.pods[key]
+                self._notify()
+        elif ev.type == "MODIFIED" and meta.get("deletionTimestamp"):
+            rtm = self.pods.get((meta.get("namespace"), meta["name"]))
+            if rtm is not None:
+                rtm.stop.set()
 
     def _on_added(self, obj):
         rtm = PodRuntime(obj)

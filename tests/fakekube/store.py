@@ -79,6 +79,29 @@ class Store:
             raise ApiError(410, "Expired", f"too old resource version: {rv} ({self.compacted_rv + 1})")
         return [e for e in self.history if e.rv > rv]
 
+    def follow(self, rt, stopping, on_existing, on_event) -> None:
+        """An informer for the fake controllers: hand each current object of type `rt` to
+        `on_existing`, then every later event of that type to `on_event`, until `stopping()`.
+        A handler's exception is printed and the loop goes on, as a controller's would."""
+        with self.lock:
+            last = self.rv
+            existing, _ = self.list(rt)
+        for obj in existing:
+            _guarded(on_existing, obj)
+        while not stopping():
+            with self.lock:
+                try:
+                    events = self.events_after(last)
+                except ApiError:          # fell behind the history: resync from now
+                    last, events = self.rv, []
+                if not events:
+                    self.cond.wait(0.2)
+                    continue
+            for ev in events:
+                last = ev.rv
+                if ev.rt.key == rt.key:
+                    _guarded(on_event, ev)
+
     def raw_get(self, rt, ns, name):
         if isinstance(rt, str):
             rt = resolve(rt)
@@ -512,3 +535,12 @@ def _drop_nulls(d):
     if isinstance(d, list):
         return [_drop_nulls(v) for v in d]
     return d
+
+
+def _guarded(handler, arg) -> None:
+    try:
+        handler(arg)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
