@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -88,20 +89,23 @@ func run(args, environ []string, stdout, stderr io.Writer, sigs <-chan os.Signal
 		go inv.supervise()
 	}
 
-	// Ready once every bootstrap has asked for its first invocation.
-	allReady := make(chan struct{})
-	go func() {
-		for _, inv := range b.invokers {
+	// Ready once the first bootstrap asks for an invocation: requests queue for
+	// it while the others finish starting, so a cold start costs one runtime's
+	// start-up, not the slowest of N started at once on few CPUs. An init
+	// failure still comes first: every invoker runs the same code.
+	anyReady := make(chan struct{})
+	var readyOnce sync.Once
+	for _, inv := range b.invokers {
+		go func(inv *invoker) {
 			select {
 			case <-inv.ready:
+				readyOnce.Do(func() { close(anyReady) })
 			case <-b.stopCh:
-				return
 			}
-		}
-		close(allReady)
-	}()
+		}(inv)
+	}
 	select {
-	case <-allReady:
+	case <-anyReady:
 	case err := <-b.fatalCh:
 		fmt.Fprintf(stderr, "fnctl-bridge: %v\n", err)
 		b.stopAll(true)
