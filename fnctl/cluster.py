@@ -196,6 +196,13 @@ class ClusterTarget:
                                 "`fnctl get service` lists the services")
         return knative.service_info(obj)
 
+    def logs(self, name: str, follow: bool = False, tail: int | None = None):
+        """Not served yet on a cluster: say what to run instead."""
+        raise UsageError(
+            f"fnctl logs works on the local target; service {name!r} runs in a cluster",
+            f"use `kubectl logs -n {self.namespace} -l serving.knative.dev/service={name} "
+            f"-c user-container{' -f' if follow else ''}`")
+
     def delete(self, name: str) -> None:
         """Delete the Service and any build pods or ConfigMaps of it left behind."""
         from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS

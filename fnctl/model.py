@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -99,3 +100,5 @@ class Target(Protocol):
     def describe(self, name: str) -> ServiceInfo: ...
 
     def delete(self, name: str) -> None: ...
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...

@@ -13,6 +13,7 @@ import io
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +188,23 @@ class DockerEngine:
             return self._api.logs(ident, stdout=stdout, stderr=stderr, tail=tail).decode(errors="replace")
         except docker.errors.APIError:
             return ""
+
+    def log_lines(self, ident: str, follow: bool, tail: int | str = "all") -> Iterator[str]:
+        """The container's output (stdout and stderr, as written) line by line; with
+        `follow`, until the container stops."""
+        import docker
+
+        pending = b""
+        try:
+            for chunk in self._api.logs(ident, stdout=True, stderr=True, stream=True, follow=follow, tail=tail):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+        except docker.errors.APIError as e:
+            raise _engine_error(e) from e
+        if pending:
+            yield pending.decode(errors="replace")
 
     def stop(self, ident: str, timeout: int = 10) -> None:
         import docker

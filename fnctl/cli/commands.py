@@ -209,6 +209,22 @@ def describe_service(name, local, cluster, context, namespace, output):
 
 
 @cli.group()
+def logs() -> None:
+    """Show what a service printed: the function's stdout and stderr."""
+
+
+@logs.command("service")
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
+@target_options
+def logs_service(name, follow, tail, local, cluster, context, namespace):
+    """Print service NAME's log (its serving revision's container)."""
+    for line in _target(TerminalReporter(), local, cluster, context, namespace).logs(name, follow, tail):
+        click.echo(line)
+
+
+@cli.group()
 def delete() -> None:
     """Delete a service or a cluster build template."""
 

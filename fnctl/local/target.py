@@ -14,6 +14,7 @@ import hashlib
 import json
 import socket
 import time
+from collections.abc import Iterator
 
 from fnctl import config, validation
 from fnctl.builders.docker import Container, DockerEngine
@@ -214,6 +215,13 @@ class LocalTarget:
         if current is None:
             raise self._not_found(name)
         return self._info(current)
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """The serving revision's output: the bridge's lines and the function's stdout/stderr."""
+        current = self._current(name)
+        if current is None:
+            raise self._not_found(name)
+        return self.engine.log_lines(current.id, follow, "all" if tail is None else tail)
 
     def delete(self, name: str) -> None:
         found = self._containers(name)

@@ -119,3 +119,9 @@ def test_dry_run_needs_no_cluster_and_validates(tmp_path, function_dir):
     kinds = [o["kind"] for o in objects]
     assert kinds.count("Pod") == 2 and "Service" in kinds and "ConfigMap" in kinds
     validate_service(next(o for o in objects if o["kind"] == "Service"))
+
+
+def test_logs_on_the_cluster_points_at_kubectl(fake, env):
+    r = fnctl("logs", "service", "hello", "-f", env=env)
+    assert r.code == 2, r
+    assert "kubectl logs -n default -l serving.knative.dev/service=hello -c user-container -f" in r.err

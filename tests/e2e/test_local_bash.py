@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.conftest import EXAMPLES, fnctl, git, http, needs_docker
+from tests.conftest import EXAMPLES, ROOT, fnctl, git, http, needs_docker
 
 pytestmark = [pytest.mark.docker, needs_docker]
 
@@ -108,7 +110,7 @@ def test_container_exiting_at_start_fails_at_once_and_old_version_keeps_serving(
     assert http(url, b"still")[1].decode().strip() == "Echoing request: 'still'"
     info = json.loads(fnctl("describe", "service", service, "--local", "-o", "json").out)
     assert info["revision"] == f"{service}-00001"
-    ps = __import__("subprocess").run(["docker", "ps", "-a", "--filter", f"label=fnctl.dev/service={service}",
+    ps = subprocess.run(["docker", "ps", "-a", "--filter", f"label=fnctl.dev/service={service}",
                                        "--format", "{{.Names}}"], capture_output=True, text=True).stdout.split()
     assert ps == [f"fnctl-{service}-00001"]
 
@@ -166,3 +168,25 @@ def test_api_gateway_mapping(service, tmp_path):
     status, body, headers = http(url + "/items?id=1", b"x", method="PUT")
     assert (status, body) == (201, b"made")
     assert headers["X-Method"] == "PUT" and headers["Content-Type"] == "text/plain"
+
+
+def test_logs_show_the_functions_stderr(service):
+    url = json.loads(deploy(service, "-f", str(EXAMPLES / "bash-echo"), "--build-template", "bash").out)["url"]
+    assert http(url, b'{"text":"first"}')[0] == 200
+    r = fnctl("logs", "service", service, "--local")
+    assert r.code == 0, r
+    assert "fnctl-bridge: ready" in r.out and '{"text":"first"}' in r.out.splitlines()
+    assert fnctl("logs", "service", service, "--local", "--tail", "1").out.splitlines() == ['{"text":"first"}']
+    # --follow prints what happens next.
+    follower = subprocess.Popen([sys.executable, "-m", "fnctl", "logs", "service", service, "--local", "-f",
+                                 "--tail", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        assert http(url, b'{"text":"later"}')[0] == 200
+        line = follower.stdout.readline()
+        assert line.strip() == '{"text":"later"}'
+    finally:
+        follower.kill()
+        follower.wait()
+    missing = fnctl("logs", "service", "nope-" + service, "--local")
+    assert missing.code == 3 and "no local service named" in missing.err
