@@ -113,6 +113,9 @@ class LocalTarget:
         clock = time.monotonic()
         reporter.phase("deploy", f"starting {revision} on 127.0.0.1:{port}")
         replaced_early = False
+        if current and bridge and _migrate_req_off():
+            reporter.note("net.ipv4.tcp_migrate_req is 0: a connection queued on the old revision at the switch "
+                          "may be reset; `sysctl -w net.ipv4.tcp_migrate_req=1` hands them over (docs/local.md)")
         if current and (not bridge or current.labels.get(_label("bridge")) != "true"):
             # Without the bridge's SO_REUSEPORT the two cannot share the port: swap.
             engine.stop(current.id)
@@ -242,6 +245,15 @@ class LocalTarget:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _migrate_req_off() -> bool:
+    """Linux 5.14+ can move connections queued on a closing SO_REUSEPORT listener to its peers."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
+            return f.read().strip() == "0"
+    except OSError:
+        return False
 
 
 def _bindable(port: int) -> bool:
