@@ -178,7 +178,7 @@ def _wait(kube: Kube, name: str, generation: int | None, timeout: float, states)
         waiting_for = f"Ready: {detail}" if detail else "the Ready condition"
     raise WaitTimeout(
         f"service {name!r} was not ready within {_seconds(timeout)}; still waiting for {waiting_for}",
-        f"see `fnctl describe {name}` and `kubectl get ksvc,revision,pod -l {SERVICE_LABEL}={name} -n "
+        f"see `fnctl describe service {name}` and `kubectl get ksvc,revision,pod -l {SERVICE_LABEL}={name} -n "
         f"{kube.namespace}`; raise --timeout for slow starts")
 
 
