@@ -77,15 +77,6 @@ class Reporter(Protocol):
         """A one-line remark, e.g. which target was chosen and why."""
 
 
-class SilentReporter:
-    def phase(self, name: str, detail: str = "") -> None:
-        pass
-
-    def log(self, line: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
 
 
 class Target(Protocol):

@@ -35,10 +35,7 @@ class Container:
     status: str                   # created, running, exited, ...
     exit_code: int
     labels: dict[str, str]
-    image_id: str
-    image: str
-    env: dict[str, str]
-    started_at: str
+    image: str                    # the reference it was created from
     error: str = ""
 
 
@@ -151,12 +148,10 @@ class DockerEngine:
         except docker.errors.APIError as e:
             raise _engine_error(e) from e
         state = info.get("State", {})
-        env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
         return Container(
             id=info["Id"], name=info["Name"].lstrip("/"), status=state.get("Status", "unknown"),
             exit_code=int(state.get("ExitCode") or 0), labels=info["Config"].get("Labels") or {},
-            image_id=info.get("Image", ""), image=info["Config"].get("Image", ""), env=env,
-            started_at=state.get("StartedAt", ""), error=state.get("Error", ""))
+            image=info["Config"].get("Image", ""), error=state.get("Error", ""))
 
     def run(self, image: str, name: str, env: dict[str, str], labels: dict[str, str]) -> Container:
         """Start a detached container on the host network."""
@@ -254,7 +249,7 @@ def _from_list(item: dict) -> Container:
     return Container(
         id=item["Id"], name=(item.get("Names") or ["/"])[0].lstrip("/"), status=item.get("State", "unknown"),
         exit_code=int(code.group(1)) if code else 0, labels=item.get("Labels") or {},
-        image_id=item.get("ImageID", ""), image=item.get("Image", ""), env={}, started_at="")
+        image=item.get("Image", ""))
 
 
 def _short(error: Exception) -> str:

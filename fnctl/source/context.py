@@ -34,9 +34,6 @@ class BuildContext:
     def short_digest(self) -> str:
         return self.digest[:12]
 
-    def names(self) -> list[str]:
-        return list(self.files)
-
 
 def file_from_path(name: str, path: Path) -> ContextFile:
     return ContextFile(name, path.read_bytes(), executable=bool(path.stat().st_mode & 0o111))
