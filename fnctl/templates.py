@@ -21,6 +21,7 @@ built, and a changed parameter changes the context digest.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -225,7 +226,12 @@ def load_folder(folder: Path, origin: str = "built-in") -> BuildTemplate:
 
 
 def builtin() -> dict[str, BuildTemplate]:
-    root = config.templates_dir()
+    """The built-in templates (read once per process and folder; callers get their own dict)."""
+    return dict(_load_builtin(config.templates_dir()))
+
+
+@functools.cache
+def _load_builtin(root: Path) -> dict[str, BuildTemplate]:
     found = {}
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if (folder / "template.yaml").is_file():
