@@ -228,6 +228,7 @@ type podWorker struct {
 	nextWake       time.Time
 	termMessages   map[string]string // docker ID -> termination message
 	probes         *probeManager
+	lastError      map[string]string // container -> last start failure logged
 	lastWritten    *v1.PodStatus
 	lastWrittenRV  string
 }
@@ -236,6 +237,7 @@ func newPodWorker(m *podManager, p *v1.Pod) *podWorker {
 	w := &podWorker{
 		m: m, uid: p.UID, wake: make(chan struct{}, 1), pod: p,
 		termMessages: map[string]string{},
+		lastError:    map[string]string{},
 	}
 	w.vols = &volumeManager{client: m.client, objects: apiObjects{m.ctx, m.client}, root: w.dir()}
 	w.probes = newProbeManager(w)
@@ -618,9 +620,14 @@ func (w *podWorker) startOrRestart(ctx context.Context, pod *v1.Pod, c *v1.Conta
 		}
 	}
 	if err := w.startContainer(ctx, pod, c, kind, attempt, podIP); err != nil {
-		log.Printf("pod %s/%s container %s: %v", pod.Namespace, pod.Name, c.Name, err)
+		// Once per distinct failure: a pull back-off repeats the same one every sync.
+		if msg := err.Error(); w.lastError[c.Name] != msg && !strings.HasPrefix(msg, "ImagePullBackOff") {
+			log.Printf("pod %s/%s container %s: %v", pod.Namespace, pod.Name, c.Name, err)
+			w.lastError[c.Name] = msg
+		}
 		return true
 	}
+	delete(w.lastError, c.Name)
 	return true
 }
 
