@@ -163,7 +163,7 @@ func waitingReason(pod *v1.Pod, name string) string {
 func (s *kubeletServer) pod(w http.ResponseWriter, ns, name string) *v1.Pod {
 	pod, err := s.m.pods.Pods(ns).Get(name)
 	if err != nil {
-		http.Error(w, fmt.Sprintf("pod %q not found", ns+"/"+name), http.StatusNotFound)
+		httpError(w, fmt.Sprintf("pod %q not found", ns+"/"+name), http.StatusNotFound)
 		return nil
 	}
 	return pod
@@ -176,25 +176,25 @@ func (s *kubeletServer) containerLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if containerSpec(pod, name) == nil {
-		http.Error(w, fmt.Sprintf("container %s is not valid for pod %s", name, podName), http.StatusBadRequest)
+		httpError(w, fmt.Sprintf("container %s is not valid for pod %s", name, podName), http.StatusBadRequest)
 		return
 	}
 	q := r.URL.Query()
 	list, err := s.instances(r.Context(), pod, name)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		httpError(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	var inst *dockerContainer
 	if q.Get("previous") == "true" {
 		if len(list) < 2 {
-			http.Error(w, fmt.Sprintf("previous terminated container %q in pod %q not found", name, podName), http.StatusBadRequest)
+			httpError(w, fmt.Sprintf("previous terminated container %q in pod %q not found", name, podName), http.StatusBadRequest)
 			return
 		}
 		inst = &list[1]
 	} else {
 		if len(list) == 0 || (list[0].State.Status == "created" && !startFailed(&list[0])) {
-			http.Error(w, fmt.Sprintf("container %q in pod %q is waiting to start: %s", name, podName, waitingReason(pod, name)), http.StatusBadRequest)
+			httpError(w, fmt.Sprintf("container %q in pod %q is waiting to start: %s", name, podName, waitingReason(pod, name)), http.StatusBadRequest)
 			return
 		}
 		inst = &list[0]
@@ -254,12 +254,12 @@ func (s *kubeletServer) exec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if uid := r.PathValue("uid"); uid != "" && uid != string(pod.UID) {
-		http.Error(w, fmt.Sprintf("pod %s/%s with UID %s not found", ns, podName, uid), http.StatusNotFound)
+		httpError(w, fmt.Sprintf("pod %s/%s with UID %s not found", ns, podName, uid), http.StatusNotFound)
 		return
 	}
 	opts, err := remotecommand.NewOptions(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		httpError(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	cmd := r.URL.Query()["command"]
@@ -341,7 +341,7 @@ func (s *kubeletServer) portForward(w http.ResponseWriter, r *http.Request) {
 	}
 	opts, err := portforward.NewV4Options(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		httpError(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	portforward.ServePortForward(w, r, &podForwarder{ip: pod.Status.PodIP}, podName, string(pod.UID), opts,
@@ -366,4 +366,13 @@ func (f *podForwarder) PortForward(ctx context.Context, _ string, _ string, port
 	go func() { _, _ = io.Copy(stream, conn); done <- struct{}{} }()
 	<-done
 	return nil
+}
+
+// httpError writes a plain-text error as the kubelet does (no trailing newline: the API server
+// puts the body into the Status message).
+func httpError(w http.ResponseWriter, msg string, code int) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, msg)
 }
