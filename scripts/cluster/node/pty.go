@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
@@ -54,6 +55,16 @@ func runWithPTY(c *exec.Cmd, in io.Reader, out io.Writer, resize <-chan remoteco
 		return err
 	}
 	defer master.Close()
+	// kubectl sends the terminal's size first thing; docker reads it once at start.
+	if resize != nil {
+		select {
+		case sz, ok := <-resize:
+			if ok {
+				setSize(master, sz)
+			}
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
 	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	if err := c.Start(); err != nil {
