@@ -146,10 +146,15 @@ func (im *imageManager) pullLock(ref string) *sync.Mutex {
 }
 
 // ensure makes the container's image present as its pull policy says.
-func (im *imageManager) ensure(ctx context.Context, podUID string, c *v1.Container) (*pulledImage, error) {
+// event is how the image manager reports Pulling/Pulled/Failed/BackOff as the kubelet's events.
+type eventFunc func(eventType, reason, message string)
+
+func (im *imageManager) ensure(ctx context.Context, podUID string, c *v1.Container, event eventFunc) (*pulledImage, error) {
 	ref, err := parseImage(c.Image)
 	if err != nil {
-		return nil, &pullError{"InvalidImageName", fmt.Sprintf("Failed to apply default image tag %q: couldn't parse image name %q: %v", c.Image, c.Image, err)}
+		msg := fmt.Sprintf("Failed to apply default image tag %q: couldn't parse image name %q: %v", c.Image, c.Image, err)
+		event(v1.EventTypeWarning, "InspectFailed", msg)
+		return nil, &pullError{"InvalidImageName", msg}
 	}
 	run := im.mirrors.apply(ref)
 	if run.Tag == "" && run.Digest == "" {
@@ -162,11 +167,14 @@ func (im *imageManager) ensure(ctx context.Context, podUID string, c *v1.Contain
 	present, _ := docker.imageInspect(ctx, run.String())
 	if policy == v1.PullNever {
 		if present == nil {
-			return nil, &pullError{"ErrImageNeverPull", fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)}
+			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+			event(v1.EventTypeWarning, "ErrImageNeverPull", msg)
+			return nil, &pullError{"ErrImageNeverPull", msg}
 		}
 		return &pulledImage{run.String(), im.imageID(ref, run, present)}, nil
 	}
 	if policy == v1.PullIfNotPresent && present != nil {
+		event(v1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return &pulledImage{run.String(), im.imageID(ref, run, present)}, nil
 	}
 	key := podUID + "_" + c.Image
@@ -176,9 +184,12 @@ func (im *imageManager) ensure(ctx context.Context, podUID string, c *v1.Contain
 		if last != nil {
 			msg += ": ErrImagePull: " + last.(string)
 		}
+		event(v1.EventTypeNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", c.Image))
 		return nil, &pullError{"ImagePullBackOff", msg}
 	}
 	lock := im.pullLock(run.String())
+	event(v1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
+	began := time.Now()
 	lock.Lock()
 	err = docker.pull(ctx, run.String())
 	lock.Unlock()
@@ -187,6 +198,7 @@ func (im *imageManager) ensure(ctx context.Context, podUID string, c *v1.Contain
 		msg := strings.TrimPrefix(err.Error(), "Error response from daemon: ")
 		msg = fmt.Sprintf("failed to pull and unpack image %q: %s", c.Image, msg)
 		im.lastErr.Store(key, msg)
+		event(v1.EventTypeWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.Image, msg))
 		return nil, &pullError{"ErrImagePull", msg}
 	}
 	im.backoff.reset(key)
@@ -195,6 +207,7 @@ func (im *imageManager) ensure(ctx context.Context, podUID string, c *v1.Contain
 	if err != nil {
 		return nil, &pullError{"ErrImagePull", err.Error()}
 	}
+	event(v1.EventTypeNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q in %s", c.Image, time.Since(began).Round(time.Millisecond)))
 	return &pulledImage{run.String(), im.imageID(ref, run, info)}, nil
 }
 

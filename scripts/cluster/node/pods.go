@@ -24,8 +24,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 )
 
 type nodeConfig struct {
@@ -45,6 +48,7 @@ type podManager struct {
 	images   *imageManager
 	crash    *backoff
 	services corelisters.ServiceLister
+	recorder record.EventRecorder
 	pods     corelisters.PodLister
 
 	mu      sync.Mutex
@@ -53,11 +57,14 @@ type podManager struct {
 }
 
 func newPodManager(ctx context.Context, cfg *nodeConfig, client kubernetes.Interface) *podManager {
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	return &podManager{
 		cfg: cfg, client: client, ctx: ctx,
-		images:  newImageManager(cfg.mirrors),
-		crash:   newBackoff(10*time.Second, 5*time.Minute),
-		workers: map[types.UID]*podWorker{},
+		recorder: broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "kubelet", Host: cfg.nodeName}),
+		images:   newImageManager(cfg.mirrors),
+		crash:    newBackoff(10*time.Second, 5*time.Minute),
+		workers:  map[types.UID]*podWorker{},
 	}
 }
 
@@ -397,6 +404,7 @@ func (w *podWorker) sync(ctx context.Context) (bool, error) {
 		}
 	}
 	if w.volErr != nil {
+		w.m.recorder.Event(pod, v1.EventTypeWarning, "FailedMount", w.volErr.Error())
 		w.writeStatus(ctx, pod, pc, podIP)
 		return false, w.volErr
 	}
@@ -610,6 +618,7 @@ func (w *podWorker) startOrRestart(ctx context.Context, pod *v1.Pod, c *v1.Conta
 					Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", delay, c.Name, pod.Name, pod.Namespace, pod.UID),
 				}
 				w.wakeAt(finished.Add(delay))
+				w.m.recorder.Eventf(pod, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s_%s(%s)", c.Name, pod.Name, pod.Namespace, pod.UID)
 				return false
 			}
 			w.m.crash.next(key, finished)
@@ -633,7 +642,8 @@ func (w *podWorker) startOrRestart(ctx context.Context, pod *v1.Pod, c *v1.Conta
 
 // startContainer pulls the image and runs one instance of c joined to the sandbox.
 func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, kind string, attempt int, podIP string) error {
-	img, err := w.m.images.ensure(ctx, string(pod.UID), c)
+	event := func(t, reason, msg string) { w.m.recorder.Event(pod, t, reason, msg) }
+	img, err := w.m.images.ensure(ctx, string(pod.UID), c, event)
 	if err != nil {
 		var msg, reason string
 		if pe, ok := err.(*pullError); ok {
@@ -647,18 +657,23 @@ func (w *podWorker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Conta
 			reason, msg = "ErrImagePull", err.Error()
 		}
 		w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: reason, Message: msg}
+		event(v1.EventTypeWarning, "Failed", "Error: "+reason)
 		return err
 	}
 	args, err := w.containerArgs(pod, c, kind, attempt, podIP, img)
 	if err != nil {
 		w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+		event(v1.EventTypeWarning, "Failed", "Error: "+err.Error())
 		return err
 	}
 	if _, err := docker.run(ctx, args...); err != nil {
 		// A created container that did not start is reported from its docker state (StartError).
 		w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
+		event(v1.EventTypeWarning, "Failed", "Error: "+err.Error())
 		return err
 	}
+	event(v1.EventTypeNormal, "Created", "Created container: "+c.Name)
+	event(v1.EventTypeNormal, "Started", "Started container "+c.Name)
 	delete(w.waiting, c.Name)
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		w.runHook(ctx, pod, c, containerName(pod, c.Name, attempt), podIP, c.Lifecycle.PostStart, 2*time.Minute)
@@ -869,6 +884,7 @@ func (w *podWorker) terminate(ctx context.Context, pod *v1.Pod) (bool, error) {
 			wg.Add(1)
 			go func(id string) {
 				defer wg.Done()
+				w.m.recorder.Eventf(pod, v1.EventTypeNormal, "Killing", "Stopping container %s", c.Name)
 				if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
 					w.runHook(ctx, pod, c, id, podIP, c.Lifecycle.PreStop, time.Until(deadline))
 				}

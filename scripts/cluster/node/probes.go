@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,6 +174,9 @@ func (p *prober) loop(ctx context.Context, kind string, spec *v1.Probe) {
 		}
 		switch kind {
 		case "readiness":
+			if !ok {
+				p.pm.w.m.recorder.Eventf(p.pod, v1.EventTypeWarning, "Unhealthy", "Readiness probe failed: %s", msg)
+			}
 			if (ok && run >= success) || (!ok && run >= failure) {
 				p.set(func(cp *containerProbes) bool { ch := cp.ready != ok; cp.ready = ok; return ch })
 			}
@@ -207,6 +211,9 @@ func (p *prober) kill(ctx context.Context, spec *v1.Probe, kind, msg string) {
 		grace = *spec.TerminationGracePeriodSeconds
 	}
 	log.Printf("pod %s/%s: container %s failed %s probe (%s), will be restarted", p.pod.Namespace, p.pod.Name, p.c.Name, kind, msg)
+	rec := p.pm.w.m.recorder
+	rec.Eventf(p.pod, v1.EventTypeWarning, "Unhealthy", "%s probe failed: %s", kind, msg)
+	rec.Eventf(p.pod, v1.EventTypeNormal, "Killing", "Container %s failed %s probe, will be restarted", p.c.Name, strings.ToLower(kind))
 	if p.c.Lifecycle != nil && p.c.Lifecycle.PreStop != nil {
 		p.pm.w.runHook(ctx, p.pod, p.c, p.id, p.podIP, p.c.Lifecycle.PreStop, time.Duration(grace)*time.Second)
 	}
