@@ -24,6 +24,18 @@ def service_name(name: str) -> str:
     return name
 
 
+def revision(value: str | None) -> str | None:
+    """A git branch, tag or commit; one starting with '-' would reach git as an option
+    (`--upload-pack=CMD` runs CMD), so it is refused before any git command runs."""
+    if value is None:
+        return None
+    if not value or value.startswith("-") or any(c in value for c in "\0\n\r"):
+        raise UsageError(f"invalid --revision {value!r}: a revision is a branch, tag or commit name, "
+                         "and none starts with '-' or holds a line break",
+                         "give a branch, tag or commit that exists (git ls-remote lists them)")
+    return value
+
+
 def key_values(pairs: Iterable[str], option: str) -> dict[str, str]:
     """Parse repeated K=V options, keeping the order given."""
     result: dict[str, str] = {}

@@ -89,7 +89,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
     request = DeployRequest(
         name=validation.service_name(name), source=source, template=template,
         build_args=validation.key_values(build_args, "--build-argument"),
-        env=validation.key_values(env, "--env"), revision=revision, wait=wait,
+        env=validation.key_values(env, "--env"), revision=validation.revision(revision), wait=wait,
         timeout=validation.duration(timeout), env_secrets=list(env_secrets),
         labels=validation.key_values(labels, "--label"),
         annotations=validation.key_values(annotations, "--annotation"),

@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+from fnctl import validation
 from fnctl.errors import SourceError
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
@@ -39,6 +40,7 @@ def _stderr_of(error: Exception) -> str:
 
 def clone(url: str, dest: Path, revision: str | None) -> str:
     """Clone `url` into `dest` at `revision` (branch, tag or commit); return the commit."""
+    validation.revision(revision)
     try:
         import git
     except ImportError as e:  # pragma: no cover - git binary missing
@@ -56,12 +58,14 @@ def clone(url: str, dest: Path, revision: str | None) -> str:
         ) from e
     if revision:
         try:
-            repo.git.checkout(revision, env=env)
+            # "--" marks what comes before it as a revision, never a path; fetch below takes
+            # it after "--" so it can never be read as an option (a leading '-' is refused above).
+            repo.git.checkout(revision, "--", env=env)
         except git.GitCommandError as e:
             try:
                 # Not a local name: perhaps a remote branch or a tag not yet fetched.
-                repo.git.fetch("origin", revision, env=env)
-                repo.git.checkout("FETCH_HEAD", env=env)
+                repo.git.fetch("origin", "--", revision, env=env)
+                repo.git.checkout("FETCH_HEAD", "--", env=env)
             except git.GitCommandError:
                 raise SourceError(
                     f"revision {revision!r} does not exist in {url}",

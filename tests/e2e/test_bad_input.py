@@ -25,6 +25,8 @@ BASH = str(EXAMPLES / "bash-echo")
     (["ok", "-f", "file:///nonexistent/repo.git", "--build-template", "bash"], 2, "cannot clone"),
     (["ok", "-f", BASH, "--build-template", "bash", "--timeout", "soon"], 2, "invalid duration 'soon'"),
     (["ok", "-f", BASH, "--build-template", "bash", "--revision", "main"], 2, "needs a git URL"),
+    (["ok", "-f", "file:///nonexistent/repo.git", "--build-template", "bash", "--revision",
+      "--upload-pack=touch /tmp/fnctl-pwned; git-upload-pack"], 2, "invalid --revision"),
     (["ok", "-f", BASH, "--build-template", "bash", "--build-argument", "DIRECTORY=nope"], 2,
      "DIRECTORY 'nope' does not exist"),
 ])

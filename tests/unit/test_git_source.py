@@ -1,7 +1,7 @@
 import pytest
 
 from fnctl import source
-from fnctl.errors import SourceError
+from fnctl.errors import FnctlError, SourceError, UsageError
 from tests.conftest import git
 
 
@@ -41,6 +41,18 @@ def test_missing_revision(repo):
     with pytest.raises(SourceError, match="revision 'nope' does not exist"), \
             source.checkout(f"file://{root}", "nope"):
         pass
+
+
+@pytest.mark.parametrize("revision", ["--upload-pack=touch {marker}; git-upload-pack",
+                                      "-c core.sshCommand=touch {marker}", "-"])
+def test_revision_cannot_be_an_option(repo, tmp_path, revision):
+    """Issue 10: `--revision '--upload-pack=CMD'` reached `git fetch` and ran CMD."""
+    root, _ = repo
+    marker = tmp_path / "pwned"
+    with pytest.raises(FnctlError) as refused, source.checkout(f"file://{root}", revision.format(marker=marker)):
+        pass
+    assert not marker.exists(), "git ran the command given as a revision"
+    assert isinstance(refused.value, UsageError) and "invalid --revision" in refused.value.message
 
 
 def test_uncloneable_url(tmp_path):
