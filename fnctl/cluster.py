@@ -203,12 +203,16 @@ class ClusterTarget:
             f"use `kubectl logs -n {self.namespace} -l serving.knative.dev/service={name} "
             f"-c user-container{' -f' if follow else ''}`")
 
-    def delete(self, name: str) -> None:
-        """Delete the Service and any build pods or ConfigMaps of it left behind."""
+    def delete(self, name: str, force: bool = False) -> None:
+        """Delete the Service and any build pods or ConfigMaps of it left behind.
+
+        A Service that fnctl did not make (no managed-by label) is left alone unless `force`.
+        """
         from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS
 
+        validation.service_name(name)
         kube = self._knative()
-        found = kube.delete(KSERVICES, name)
+        found = _delete_ours(kube, KSERVICES, name, f"service {name!r}", force)
         selector = f"app.kubernetes.io/managed-by=fnctl,fnctl.dev/service={name}"
         leftovers = 0
         for res in (PODS, CONFIGMAPS):
@@ -260,11 +264,12 @@ class ClusterTarget:
             kube.replace(CONFIGMAPS, cm)
         return template
 
-    def delete_template(self, name: str) -> None:
+    def delete_template(self, name: str, force: bool = False) -> None:
         from fnctl.kube.client import CONFIGMAPS
 
+        validation.template_name(name)
         kube = self.kube
-        if not kube.delete(CONFIGMAPS, TEMPLATE_PREFIX + name):
+        if not _delete_ours(kube, CONFIGMAPS, TEMPLATE_PREFIX + name, f"build template {name!r}", force):
             raise NotFoundError(f"build template {name!r} not found in namespace {kube.namespace}",
                                 "`fnctl get buildtemplate` lists them")
 
@@ -336,6 +341,21 @@ def _build_args(values: dict[str, str], runtime_image: str | None) -> dict[str, 
     if runtime_image is not None:
         args[templates.RUNTIME_IMAGE_ARG] = runtime_image
     return args
+
+
+def _delete_ours(kube, res, name: str, what: str, force: bool) -> bool:
+    """Delete `name` if fnctl made it (or `force`); False when it does not exist."""
+    obj = kube.get(res, name)
+    if obj is None:
+        return False
+    meta = obj.get("metadata") or {}
+    if not force and not MANAGED_BY.items() <= (meta.get("labels") or {}).items():
+        label = "{}={}".format(*next(iter(MANAGED_BY.items())))
+        raise UsageError(f"{what} in namespace {kube.namespace} was not made by fnctl "
+                         f"(it has no label {label}); fnctl left it alone",
+                         f"pass --force to delete it anyway, or use kubectl delete {res.name} {name}")
+    # The uid precondition: an object made again meanwhile under the same name is not ours to delete.
+    return kube.delete(res, name, uid=meta.get("uid"))
 
 
 def function_destination(host: str, namespace: str, name: str, context: BuildContext) -> str:

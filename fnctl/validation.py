@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from fnctl.errors import UsageError
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
@@ -21,6 +22,22 @@ def service_name(name: str) -> str:
             "use lowercase letters, digits and '-', start with a letter, end with a letter or digit, "
             "at most 63 characters (e.g. 'lambda-bash')",
         )
+    return name
+
+
+def template_name(name: str) -> str:
+    """Build template names (and their aliases) are lowercase DNS-1123 labels."""
+    if not name or len(name) > 63 or not _DNS1123.match(name):
+        raise UsageError(f"invalid build template name {name!r}: not a lowercase DNS label",
+                         "use lowercase letters, digits and '-' (`fnctl get buildtemplate` lists them)")
+    return name
+
+
+def namespace(name: str | None) -> str | None:
+    """Kubernetes namespaces are DNS-1123 labels; '.' or '..' would change an API path's meaning."""
+    if name is not None and (not name or len(name) > 63 or not _DNS1123.match(name)):
+        raise UsageError(f"invalid namespace {name!r}: not a lowercase DNS-1123 label",
+                         "use lowercase letters, digits and '-' (e.g. -n team-a)")
     return name
 
 

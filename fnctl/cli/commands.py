@@ -32,8 +32,8 @@ def output_option(*extra: str, default: str = "human"):
 def _target(reporter, local, cluster, context, namespace, announce=False):
     from fnctl.app import choose_target
 
-    return choose_target(reporter, local=local, cluster=cluster, context=context, namespace=namespace,
-                         announce=announce)
+    return choose_target(reporter, local=local, cluster=cluster, context=context,
+                         namespace=validation.namespace(namespace), announce=announce)
 
 
 def _int_option(name: str, help_text: str):
@@ -100,7 +100,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
     if dry_run:
         from fnctl.cluster import ClusterTarget
 
-        objects = ClusterTarget(context=context, namespace=namespace).dry_run(request)
+        objects = ClusterTarget(context=context, namespace=validation.namespace(namespace)).dry_run(request)
         dump(objects if output != "yaml" else {"apiVersion": "v1", "kind": "List", "items": objects},
              "json" if output in ("json", "human", "url") else "yaml")
         return
@@ -143,7 +143,7 @@ def get() -> None:
 def get_service(name, local, cluster, context, namespace, output):
     """List services (or one) with their URL and readiness."""
     target = _target(TerminalReporter(), local, cluster, context, namespace)
-    services = [target.describe(name)] if name else target.list()
+    services = [target.describe(validation.service_name(name))] if name is not None else target.list()
     if output != "human":
         dump([s.to_dict() for s in services], output)
         return
@@ -162,10 +162,12 @@ def get_buildtemplate(name, local, cluster, context, namespace, output):
     """List build templates: built-in ones and, with a cluster, the namespace's."""
     from fnctl import config, templates
 
+    if name is not None:
+        validation.template_name(name)
     known = dict(templates.builtin())
     if not local and (cluster or context or _has_cluster()):
         known.update(_cluster_only("get buildtemplate", local, True, context, namespace).templates())
-    found = [templates.find(name, known)] if name else list(known.values())
+    found = [templates.find(name, known)] if name is not None else list(known.values())
     if output != "human":
         dump([t.to_dict() for t in found], output)
         return
@@ -193,7 +195,8 @@ def describe() -> None:
 @output_option("url")
 def describe_service(name, local, cluster, context, namespace, output):
     """Show service NAME; `-o url` prints only its URL."""
-    service = _target(TerminalReporter(), local, cluster, context, namespace).describe(name)
+    target = _target(TerminalReporter(), local, cluster, context, namespace)
+    service = target.describe(validation.service_name(name))
     if output == "url":
         click.echo(service.url or "")
     elif output == "human":
@@ -220,7 +223,8 @@ def logs() -> None:
 @target_options
 def logs_service(name, follow, tail, local, cluster, context, namespace):
     """Print service NAME's log (its serving revision's container)."""
-    for line in _target(TerminalReporter(), local, cluster, context, namespace).logs(name, follow, tail):
+    target = _target(TerminalReporter(), local, cluster, context, namespace)
+    for line in target.logs(validation.service_name(name), follow, tail):
         click.echo(line)
 
 
@@ -229,21 +233,28 @@ def delete() -> None:
     """Delete a service or a cluster build template."""
 
 
+FORCE_HELP = "[cluster] Delete it even if fnctl did not make it (no app.kubernetes.io/managed-by=fnctl label)."
+
+
 @delete.command("service")
 @click.argument("name")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @target_options
-def delete_service(name, local, cluster, context, namespace):
+def delete_service(name, force, local, cluster, context, namespace):
     """Delete service NAME with its revisions and images."""
-    _target(TerminalReporter(), local, cluster, context, namespace).delete(name)
+    target = _target(TerminalReporter(), local, cluster, context, namespace)
+    target.delete(validation.service_name(name), force=force)
     click.echo(f"Service {name} deleted")
 
 
 @delete.command("buildtemplate")
 @click.argument("name")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @target_options
-def delete_buildtemplate(name, local, cluster, context, namespace):
+def delete_buildtemplate(name, force, local, cluster, context, namespace):
     """Delete a build template stored in the cluster namespace."""
-    _cluster_only("delete buildtemplate", local, cluster, context, namespace).delete_template(name)
+    validation.template_name(name)
+    _cluster_only("delete buildtemplate", local, cluster, context, namespace).delete_template(name, force=force)
     click.echo(f"Build template {name} deleted")
 
 
@@ -261,7 +272,8 @@ def _cluster_only(what: str, local: bool, cluster: bool, context, namespace):
                          "drop --local (team templates live in the cluster namespace)")
     from fnctl.app import choose_target
 
-    return choose_target(TerminalReporter(), cluster=True, context=context, namespace=namespace)
+    return choose_target(TerminalReporter(), cluster=True, context=context,
+                         namespace=validation.namespace(namespace))
 
 
 def _ready(value) -> str:

@@ -39,11 +39,16 @@ class Resource:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     def path(self, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        # An empty name, '.' or '..' would turn an object's path into the collection's (or another
+        # one's): `DELETE .../services/.` reaches the server as `DELETE .../services/`.
+        for what, part in (("namespace", namespace), (self.kind, name)):
+            if part in ("", ".", ".."):
+                raise UsageError(f"invalid {what} name {part!r}", "give the object's real name")
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if namespace is not None:
             base += f"/namespaces/{quote(namespace, safe='')}"
         base += f"/{self.plural}"
-        if name:
+        if name is not None:
             base += f"/{quote(name, safe='')}"
         if sub:
             base += f"/{sub}"
@@ -135,13 +140,17 @@ class Kube:
         return self.request("PATCH", res.path(self.namespace, name), verb="patch", resource=res.name,
                             name=name, body=patch, content_type="application/merge-patch+json")
 
-    def delete(self, res: Resource, name: str, missing_ok: bool = True) -> bool:
-        """Delete in the background (owned objects follow); pods at once. False when it was not there."""
+    def delete(self, res: Resource, name: str, missing_ok: bool = True, uid: str | None = None) -> bool:
+        """Delete in the background (owned objects follow); pods at once. False when it was not there.
+
+        With `uid`, only that very object: one deleted and made again meanwhile is left alone (409).
+        """
         query = {"propagationPolicy": "Background"}
         if res is PODS:
             query["gracePeriodSeconds"] = "0"
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}} if uid else None
         found = self.request("DELETE", res.path(self.namespace, name), verb="delete", resource=res.name,
-                             name=name, query=query, not_found_ok=missing_ok)
+                             name=name, query=query, body=body, not_found_ok=missing_ok)
         return found is not None
 
     def api_group_served(self, group: str, version: str) -> bool:

@@ -226,7 +226,10 @@ class LocalTarget:
             raise self._not_found(name)
         return self.engine.log_lines(current.id, follow, "all" if tail is None else tail)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, force: bool = False) -> None:
+        """Remove NAME's containers and images; only containers with fnctl's service label are
+        found, so there is nothing of someone else's for `force` to override."""
+        validation.service_name(name)
         found = self._containers(name)
         if not found:
             raise self._not_found(name)

@@ -125,3 +125,48 @@ def test_logs_on_the_cluster_points_at_kubectl(fake, env):
     r = fnctl("logs", "service", "hello", "-f", env=env)
     assert r.code == 2, r
     assert "kubectl logs -n default -l serving.knative.dev/service=hello -c user-container -f" in r.err
+
+
+def _ksvc(name: str, labels: dict) -> dict:
+    return {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": {"template": {"spec": {"containers": [{"image": "example.com/app@sha256:" + "a" * 64}]}}}}
+
+
+@pytest.mark.parametrize("args", [
+    ["delete", "service", "."], ["delete", "service", ".."], ["delete", "service", ""],
+    ["describe", "service", "."], ["get", "service", ".."], ["get", "service", ""], ["logs", "service", "."],
+    ["delete", "buildtemplate", "."], ["delete", "buildtemplate", ".."], ["get", "buildtemplate", ".."],
+    ["get", "service", "-n", ".."], ["delete", "service", "other", "-n", "."],
+])
+def test_dot_names_never_reach_the_api(fake, env, args):
+    """Issue 10: `fnctl delete service . --cluster` sent DELETE to the collection path."""
+    fake.create(_ksvc("other", {"team": "a"}))
+    fake.requests.clear()
+    r = fnctl(*args, "--cluster", env=env)
+    assert r.code == 2, r
+    assert "invalid" in r.err and "Traceback" not in r.err
+    assert [req for req in fake.requests if req[0] != "GET" or "/services" in req[1]] == []
+    assert fake.get("services.serving.knative.dev", "other") is not None
+
+
+def test_cluster_delete_touches_only_what_fnctl_made(fake, env):
+    fake.create(_ksvc("other", {"team": "a"}))
+    fake.create(_ksvc("mine", {"app.kubernetes.io/managed-by": "fnctl", "fnctl.dev/service": "mine"}))
+    refused = fnctl("delete", "service", "other", env=env)
+    assert refused.code == 2, refused
+    assert "not made by fnctl" in refused.err and "--force" in refused.err
+    assert fake.get("services.serving.knative.dev", "other") is not None
+    assert not [req for req in fake.requests if req[0] == "DELETE"]
+
+    assert fnctl("delete", "service", "mine", env=env).code == 0
+    assert fake.get("services.serving.knative.dev", "mine") is None
+    forced = fnctl("delete", "service", "other", "--force", env=env)
+    assert forced.code == 0, forced
+    assert fake.get("services.serving.knative.dev", "other") is None
+
+    fake.create({"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "fnctl-buildtemplate-theirs", "namespace": "default"}, "data": {}})
+    kept = fnctl("delete", "buildtemplate", "theirs", env=env)
+    assert kept.code == 2 and "not made by fnctl" in kept.err, kept
+    assert fake.get("configmaps", "fnctl-buildtemplate-theirs") is not None

@@ -304,6 +304,24 @@ def test_watch_relists_after_410_gone(fake):
     assert len(lists) == 2
 
 
+def test_delete_by_uid_leaves_an_object_made_again_alone(fake):
+    from fnctl.errors import ClusterError
+    from fnctl.kube import connect
+    from fnctl.kube.client import CONFIGMAPS
+
+    kube = connect()
+    first = kube.create(CONFIGMAPS, {"metadata": {"name": "d"}, "data": {"v": "1"}})
+    kube.delete(CONFIGMAPS, "d")
+    kube.create(CONFIGMAPS, {"metadata": {"name": "d"}, "data": {"v": "2"}})
+    with pytest.raises(ClusterError) as refused:
+        kube.delete(CONFIGMAPS, "d", uid=first["metadata"]["uid"])
+    assert refused.value.status == 409
+    assert fake.get("configmaps", "d")["data"] == {"v": "2"}
+    again = kube.get(CONFIGMAPS, "d")
+    assert kube.delete(CONFIGMAPS, "d", uid=again["metadata"]["uid"]) is True
+    assert fake.get("configmaps", "d") is None
+
+
 # -- faults ---------------------------------------------------------------------------------------
 
 def test_unreachable_api_server(tmp_path, monkeypatch, function_dir):

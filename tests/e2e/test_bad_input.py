@@ -38,6 +38,13 @@ def test_bad_deploy_input(args, code, message):
     assert "Traceback" not in r.err + r.out
 
 
+@pytest.mark.parametrize("command", ["delete", "describe", "logs", "get"])
+def test_local_commands_refuse_dot_names(command):
+    r = fnctl(command, "service", "..", "--local")
+    assert r.code == 2, r
+    assert "invalid service name '..'" in r.err
+
+
 def test_errors_as_json_with_output_json():
     r = fnctl("deploy", "service", "Bad", "-f", BASH, "--build-template", "bash", "--local", "-o", "json")
     assert r.code == 2

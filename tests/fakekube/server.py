@@ -125,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
             cluster.requests.append((method, path, query))
         body = b""
         try:
-            if method in ("POST", "PUT", "PATCH"):
+            if method in ("POST", "PUT", "PATCH", "DELETE"):     # DELETE may carry DeleteOptions
                 if int(self.headers.get("Content-Length") or 0) > 3 * 1024 * 1024:
                     self.close_connection = True
                     raise ApiError(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")

@@ -43,3 +43,22 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(UsageError):
         validation.duration(text)
+
+
+@pytest.mark.parametrize("name", ["", ".", ".."])
+def test_no_api_path_is_built_from_dots(name):
+    from fnctl.kube.client import KSERVICES
+
+    with pytest.raises(UsageError, match="invalid"):
+        KSERVICES.path("default", name)
+    with pytest.raises(UsageError, match="invalid namespace"):
+        KSERVICES.path(name, "hello")
+    assert KSERVICES.path("default", "hello").endswith("/namespaces/default/services/hello")
+    assert KSERVICES.path("default").endswith("/namespaces/default/services")
+
+
+@pytest.mark.parametrize("check", [validation.template_name, validation.namespace])
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "UP", "-a", "a" * 64])
+def test_bad_template_and_namespace_names(check, name):
+    with pytest.raises(UsageError):
+        check(name)
