@@ -22,7 +22,6 @@ built, and a changed parameter changes the context digest.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -144,7 +143,13 @@ def _with_args(header: list[str], args: dict[str, str], body: str) -> str:
 
 
 def _quote(value: str) -> str:
-    return json.dumps(value)
+    """A Dockerfile double-quoted word that yields `value` exactly.
+
+    Inside double quotes Dockerfile's shell-word lexer (the same in the classic builder,
+    BuildKit and kaniko) expands `$NAME` and takes a backslash before `\\`, `"` or `$` as an
+    escape; every other character, UTF-8 included, stands for itself.
+    """
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
 def _executable(name: str, data: bytes) -> bool:

@@ -69,3 +69,12 @@ def test_parse_rejects_bad_documents():
     t = templates.parse({"name": "ok", "dockerfileInline": "FROM scratch\n",
                          "parameters": [{"name": "X", "default": 1}]}, {}, "cluster:team")
     assert t.parameter("X").default == "1" and t.origin == "cluster:team"
+
+
+@pytest.mark.parametrize("value,word", [("pa$$w0rd", '"pa\\$\\$w0rd"'), ('a "b"', '"a \\"b\\""'),
+                                        ("c:\\x\\", '"c:\\\\x\\\\"'), ("grüße", '"grüße"'),
+                                        ("${HOME}", '"\\${HOME}"')])
+def test_render_quotes_values_for_dockerfile(value, word):
+    """`$`, `"` and `\\` escaped as Dockerfile's lexer reads them; UTF-8 kept (no \\u00fc)."""
+    text = templates.find("bash").render({"HANDLER": value})
+    assert f"ARG HANDLER={word}\n" in text
