@@ -249,7 +249,7 @@ class ClusterTarget:
             return {}
 
     def deploy_template(self, file_or_url: str) -> templates.BuildTemplate:
-        """Store a template (folder, template.yaml file, or http(s) URL of a template.yaml) in the namespace."""
+        """Store a template (folder, template.yaml file, or https URL of a template.yaml) in the namespace."""
         from fnctl.kube.client import CONFIGMAPS
 
         kube = self.kube
@@ -391,22 +391,17 @@ def runtime_marker(namespace: str, data: dict[str, str]) -> dict:
 
 
 def read_template_source(file_or_url: str) -> tuple[str, dict[str, bytes]]:
-    """(template.yaml text, the files beside it) from a folder, a template.yaml, or an http(s) URL."""
+    """(template.yaml text, the files beside it) from a folder, a template.yaml, or an https URL."""
     if file_or_url.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.request
+        from fnctl import download
+        from fnctl.redact import redact
 
-        try:
-            with urllib.request.urlopen(file_or_url, timeout=30) as resp:     # noqa: S310 - http(s) only
-                data = resp.read(TEMPLATE_LIMIT + 1)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise UsageError(f"cannot download the build template {file_or_url}: {getattr(e, 'reason', e)}",
-                             "check the URL; it must serve a template.yaml with an inline Dockerfile "
-                             "(dockerfileInline)") from None
+        data = download.fetch(file_or_url, TEMPLATE_LIMIT)      # one byte over: template_configmap says so
         try:
             return data.decode(), {}
         except UnicodeDecodeError:
-            raise TemplateError(f"{file_or_url} is not a text file", "give the URL of a template.yaml") from None
+            raise TemplateError(f"{redact(file_or_url)} is not a text file",
+                                "give the URL of a template.yaml") from None
     path = Path(file_or_url).expanduser()
     if path.is_file():
         folder = path.parent
@@ -418,7 +413,7 @@ def read_template_source(file_or_url: str) -> tuple[str, dict[str, bytes]]:
             raise TemplateError(f"{path} has no template.yaml", "a template folder needs template.yaml")
     else:
         raise UsageError(f"build template {file_or_url!r} does not exist",
-                         "give a template folder, its template.yaml, or an http(s) URL")
+                         "give a template folder, its template.yaml, or an https URL")
     files = {p.relative_to(folder).as_posix(): p.read_bytes()
              for p in sorted(folder.rglob("*"))
              if p.is_file() and p != main and "__pycache__" not in p.parts and ".git" not in p.parts}

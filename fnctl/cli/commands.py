@@ -118,7 +118,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
 
 @deploy.command("buildtemplate")
 @click.option("-f", "--from", "path", required=True, metavar="FILE|URL",
-              help="Template folder, template.yaml file, or http(s) URL of one.")
+              help="Template folder, template.yaml file, or https URL of one.")
 @target_options
 @output_option()
 def deploy_buildtemplate(path, local, cluster, context, namespace, output):

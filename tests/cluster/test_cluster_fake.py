@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import os
 import socket
 import threading
@@ -437,28 +436,6 @@ def test_deploy_get_delete_buildtemplate(fake, tmp_path, function_dir):
     assert target.templates() == {}
     with pytest.raises(errors.NotFoundError):
         target.delete_template("team-sh")
-
-
-def test_deploy_buildtemplate_from_an_http_url(fake):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = TEMPLATE.replace("team-sh", "from-url").encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/template.yaml"
-        assert ClusterTarget().deploy_template(url).name == "from-url"
-    finally:
-        server.shutdown()
-    assert "from-url" in ClusterTarget().templates()
 
 
 def test_forbidden_exec_for_a_large_context(fake, function_dir):
