@@ -25,6 +25,7 @@ from fnctl.builders.kaniko import (
     KanikoBuilder,
     configmap_manifest,
     pod_manifest,
+    secret_manifest,
 )
 from fnctl.errors import ClusterError, Interrupted, NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
@@ -119,7 +120,8 @@ class ClusterTarget:
             spec = BuildSpec(service=request.name,
                              destination=function_destination(options.registry_host, kube.namespace,
                                                               request.name, context),
-                             context=context, build_args=_build_args(values, runtime_image))
+                             context=context, build_args=_build_args(template, values, runtime_image),
+                             secrets=template.secrets(values) or {})
             image = builder.build(spec)
         else:
             phases.note(f"the function's build context is unchanged ({context.short_digest}); "
@@ -301,7 +303,8 @@ class ClusterTarget:
         context = prepared.function_context(runtime_image)
         image = function_destination(options.registry_host, namespace, request.name, context)
         spec = BuildSpec(service=request.name, destination=image, context=context,
-                         build_args=_build_args(values, runtime_image))
+                         build_args=_build_args(template, values, runtime_image),
+                         secrets=template.secrets(values) or {})
         objects += _build_objects(spec, namespace, options)
         objects.append(knative.service_manifest(request, namespace, image, template=template.name,
                                                 source=origin, context_digest=context.digest))
@@ -336,8 +339,9 @@ class PhaseClock:
         self.reporter.note(text)
 
 
-def _build_args(values: dict[str, str], runtime_image: str | None) -> dict[str, str]:
-    args = dict(values)
+def _build_args(template: templates.BuildTemplate, values: dict[str, str],
+                runtime_image: str | None) -> dict[str, str]:
+    args = template.public(values)          # secret parameters go as a Secret volume, never as args
     if runtime_image is not None:
         args[templates.RUNTIME_IMAGE_ARG] = runtime_image
     return args
@@ -381,6 +385,11 @@ def _build_objects(spec: BuildSpec, namespace: str, options: BuildOptions) -> li
     objects = [pod_manifest(spec, namespace, options)]
     if spec.small:
         objects.append(configmap_manifest(spec, namespace))
+    if spec.secrets:
+        # A dry run prints what it would create: the Secret without its values.
+        shown = secret_manifest(spec, namespace)
+        shown["data"] = dict.fromkeys(spec.secrets, "")
+        objects.append(shown)
     return objects
 
 

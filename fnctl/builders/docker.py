@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import json
 import re
 import threading
 import time
@@ -84,20 +85,33 @@ class DockerEngine:
         return [tag for img in self._api.images(name=repository) for tag in (img.get("RepoTags") or [])]
 
     def build(self, context: BuildContext, tag: str, reporter: Reporter,
-              build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> BuiltImage:
-        """Build `context` as `tag`, streaming the engine's output to the reporter."""
+              build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+              secrets: dict[str, str] | None = None) -> BuiltImage:
+        """Build `context` as `tag`, streaming the engine's output to the reporter.
+
+        With `secrets` (id -> value; a template with secret parameters) the engine's BuildKit
+        builds it and serves them to `RUN --mount=type=secret,id=ID` steps (see buildkit.py);
+        otherwise the classic builder does, as the SDK's build does.
+        """
         import docker
 
         tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
         step = ""
         image_id = None
         try:
-            stream = self._api.build(
-                fileobj=io.BytesIO(context.data), custom_context=True, encoding="gzip", tag=tag,
-                network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
-                buildargs=build_args or {}, labels=labels or {})
+            if secrets is not None:
+                stream = self._buildkit_build(context, tag, build_args or {}, labels or {}, secrets)
+            else:
+                stream = self._api.build(
+                    fileobj=io.BytesIO(context.data), custom_context=True, encoding="gzip", tag=tag,
+                    network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+                    buildargs=build_args or {}, labels=labels or {})
             for chunk in stream:
-                if "stream" in chunk:
+                if "step" in chunk:
+                    step = chunk["step"]
+                    tail.append(step)
+                    reporter.log(step)
+                elif "stream" in chunk:
                     for line in chunk["stream"].splitlines():
                         if not line.strip():
                             continue
@@ -125,6 +139,41 @@ class DockerEngine:
             raise BuildError("the build ended without an image", "run it again with the log above",
                              details="\n".join(tail))
         return BuiltImage(tag, image_id)
+
+    def _buildkit_build(self, context: BuildContext, tag: str, build_args: dict[str, str],
+                        labels: dict[str, str], secrets: dict[str, str]) -> Iterator[dict]:
+        """The engine's BuildKit build (API version 2) with a session serving `secrets`, as
+        chunks shaped like the classic build's ({"stream"}, {"error"}, {"aux": {"ID"}}),
+        plus {"step"} when a step starts."""
+        import base64
+
+        from fnctl.builders import buildkit
+
+        session_id = buildkit.new_session_id()
+        upgraded = self._api._post(self._api._url("/session"), headers=buildkit.session_headers(session_id),
+                                   stream=True)
+        if upgraded.status_code != 101:
+            raise BuildError(f"the Docker engine refused a BuildKit session ({upgraded.status_code}), which "
+                             "a template with secret parameters needs", "use a Docker engine 18.09 or newer "
+                             "with BuildKit (the default since 23.0)")
+        sock = self._api._get_raw_response_socket(upgraded)
+        params = {"t": tag, "version": "2", "session": session_id, "networkmode": "host", "rm": True,
+                  "forcerm": True, "buildargs": json.dumps(build_args), "labels": json.dumps(labels)}
+        # What the engine sent after the upgrade may already sit in the response's buffer.
+        with buildkit.SecretSession(getattr(sock, "_sock", sock), secrets, reader=upgraded.raw._fp.fp):
+            response = self._api._post(self._api._url("/build"), params=params, data=io.BytesIO(context.data),
+                                       headers={"Content-Type": "application/x-tar", "Content-Encoding": "gzip"},
+                                       stream=True)
+            self._api._raise_for_status(response)
+            started: set[bytes] = set()
+            for chunk in self._api._stream_helper(response, decode=True):
+                if chunk.get("id") == "moby.buildkit.trace":
+                    for line, is_step in buildkit.trace_lines(base64.b64decode(chunk.get("aux") or ""), started):
+                        yield {"step": line} if is_step else {"stream": line}
+                elif chunk.get("id") == "moby.image.id":
+                    yield {"aux": chunk.get("aux") or {}}
+                elif "error" in chunk or "errorDetail" in chunk:
+                    yield {"error": chunk.get("error") or "", "errorDetail": chunk.get("errorDetail") or {}}
 
     # -- containers ---------------------------------------------------------
 

@@ -35,6 +35,7 @@ DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 DEFAULT_INIT_IMAGE = "busybox:1.36"
 CONFIGMAP_LIMIT = 900 * 1024          # ConfigMaps hold at most 1 MiB; keep room for metadata
 CONTEXT_DIR = "/workspace-context"
+SECRETS_DIR = "/run/secrets"          # where BuildKit puts `RUN --mount=type=secret,id=ID` files
 CONTEXT_FILE = "context.tar.gz"
 DONE_MARKER = ".fnctl-upload-done"
 KANIKO = "kaniko"
@@ -71,6 +72,10 @@ class BuildSpec:
     context: BuildContext
     build_args: dict[str, str] = field(default_factory=dict)
     kind: str = "function"                       # "function" or "runtime"
+    # Secret template parameters (id -> value): a Secret mounted at /run/secrets, where the
+    # Dockerfile's `RUN --mount=type=secret,id=ID` steps read them (kaniko parses that flag but
+    # mounts nothing itself); kaniko leaves mounted paths out of the image it snapshots.
+    secrets: dict[str, str] = field(default_factory=dict)
     build_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
     @property
@@ -81,6 +86,10 @@ class BuildSpec:
     @property
     def configmap_name(self) -> str:
         return self.pod_name + "-context"
+
+    @property
+    def secret_name(self) -> str:
+        return self.pod_name + "-secrets"
 
     @property
     def small(self) -> bool:
@@ -119,6 +128,9 @@ def pod_manifest(spec: BuildSpec, namespace: str, options: BuildOptions) -> dict
             "secretName": options.registry_secret,
             "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}})
         mounts.append({"name": "docker-config", "mountPath": "/kaniko/.docker", "readOnly": True})
+    if spec.secrets:
+        volumes.append({"name": "build-secrets", "secret": {"secretName": spec.secret_name}})
+        mounts.append({"name": "build-secrets", "mountPath": SECRETS_DIR, "readOnly": True})
     kaniko = {"name": KANIKO, "image": options.kaniko_image, "args": kaniko_args(spec, options),
               "volumeMounts": mounts, "terminationMessagePath": "/dev/termination-log",
               "terminationMessagePolicy": "File"}
@@ -146,6 +158,16 @@ def configmap_manifest(spec: BuildSpec, namespace: str, owner: dict | None = Non
             "binaryData": {CONTEXT_FILE: base64.b64encode(spec.context.data).decode()}}
 
 
+def secret_manifest(spec: BuildSpec, namespace: str, owner: dict | None = None) -> dict:
+    """The Secret carrying the build's secret parameters; owned by the build pod when `owner` is given."""
+    meta: dict = {"name": spec.secret_name, "namespace": namespace, "labels": labels(spec)}
+    if owner is not None:
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": owner["metadata"]["name"],
+                                    "uid": owner["metadata"]["uid"]}]
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in spec.secrets.items()}}
+
+
 def upload_tar(context: BuildContext) -> bytes:
     """What is streamed into the upload container: the context file, then the done marker."""
     raw = io.BytesIO()
@@ -169,9 +191,9 @@ class KanikoBuilder:
 
     def build(self, spec: BuildSpec) -> str:
         """Build and push; returns the pushed image by digest (repo@sha256:...)."""
-        from fnctl.kube.client import CONFIGMAPS, PODS
+        from fnctl.kube.client import CONFIGMAPS, PODS, SECRETS
 
-        created_pod = created_cm = False
+        created_pod = created_cm = created_secret = False
         what = "runtime image" if spec.kind == "runtime" else f"image of {spec.service}"
         try:
             size = _size(len(spec.context.data))
@@ -182,6 +204,9 @@ class KanikoBuilder:
             if spec.small:
                 created_cm = True
                 self.kube.create(CONFIGMAPS, configmap_manifest(spec, self.kube.namespace, owner=pod))
+            if spec.secrets:
+                created_secret = True
+                self.kube.create(SECRETS, secret_manifest(spec, self.kube.namespace, owner=pod))
             digest = self._run(spec, what)
             repo = spec.destination.rsplit(":", 1)[0] if ":" in spec.destination.rsplit("/", 1)[-1] \
                 else spec.destination
@@ -190,12 +215,13 @@ class KanikoBuilder:
             raise Interrupted(f"interrupted while building the {what}; the build pod "
                               f"{spec.pod_name} was deleted", "deploy again when ready") from None
         finally:
-            self._cleanup(spec, created_pod, created_cm)
+            self._cleanup(spec, created_pod, created_cm, created_secret)
 
-    def _cleanup(self, spec: BuildSpec, pod: bool, cm: bool) -> None:
-        from fnctl.kube.client import CONFIGMAPS, PODS
+    def _cleanup(self, spec: BuildSpec, pod: bool, cm: bool, secret: bool = False) -> None:
+        from fnctl.kube.client import CONFIGMAPS, PODS, SECRETS
 
-        for wanted, res, name in ((pod, PODS, spec.pod_name), (cm, CONFIGMAPS, spec.configmap_name)):
+        for wanted, res, name in ((pod, PODS, spec.pod_name), (cm, CONFIGMAPS, spec.configmap_name),
+                                  (secret, SECRETS, spec.secret_name)):
             if not wanted:
                 continue
             try:

@@ -62,16 +62,17 @@ class LocalTarget:
         image_id = engine.image_id(tag)
         built = image_id is None
         clock = time.monotonic()
+        secrets = prepared.template.secrets(prepared.values)
         if built:
             reporter.phase("build", f"{tag} ({len(context.files)} files, {len(context.data)} bytes)")
             try:
-                image_id = engine.build(context, tag, reporter).digest
+                image_id = engine.build(context, tag, reporter, secrets=secrets).digest
             except BuildError:
                 if runtime_tag is None or engine.image_id(runtime_tag) is not None:
                     raise
                 # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
                 self._ensure_runtime(prepared, runtime_tag, reporter)
-                image_id = engine.build(context, tag, reporter).digest
+                image_id = engine.build(context, tag, reporter, secrets=secrets).digest
         else:
             reporter.phase("build", f"{tag} unchanged, using the cached image")
         phases["build"] = time.monotonic() - clock

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import os
 import socket
 import threading
@@ -481,3 +484,32 @@ def test_in_cluster_service_account(tmp_path, monkeypatch):
     assert kube.server == "https://10.96.0.1:443" and kube.namespace == "team-b" and kube.context is None
     assert connect(namespace="other").namespace == "other"
     assert kconf.context_namespace()[1] == "team-b"
+
+
+def test_secret_parameters_reach_kaniko_as_a_mounted_secret_never_as_args(fake, tmp_path):
+    """Issue 10: a credentialed PIP_INDEX_URL was a kaniko --build-arg (pod spec, ARG, history)."""
+    src = tmp_path / "py"
+    src.mkdir()
+    (src / "handler.py").write_text("def handler(event, context):\n    return event\n")
+    token = "tok3n-cluster-secret"
+    seen: dict = {}
+
+    class Snoop(Recorder):
+        def phase(self, name: str, detail: str = "") -> None:
+            super().phase(name, detail)
+            if name == "build" and "kaniko in pod" in detail:
+                pod = detail.rsplit(" ", 1)[-1]
+                seen[pod] = (fake.get("pods", pod), fake.get("secrets", pod + "-secrets"))
+
+    ClusterTarget().deploy(request(src, template="python",
+                                   build_args={"PIP_INDEX_URL": f"https://ci:{token}@pypi.example/simple"}), Snoop())
+    function_pod, secret = next(v for k, v in seen.items() if "-rt-" not in k)
+    assert token not in json.dumps(function_pod)
+    kaniko = function_pod["spec"]["containers"][0]
+    assert {"name": "build-secrets", "mountPath": "/run/secrets", "readOnly": True} in kaniko["volumeMounts"]
+    assert base64.b64decode(secret["data"]["PIP_INDEX_URL"]).decode().endswith(f"{token}@pypi.example/simple")
+    assert secret["metadata"]["ownerReferences"][0]["name"] == function_pod["metadata"]["name"]
+    assert token not in gzip.decompress(list(fake.built_contexts.values())[-1]).decode(errors="replace")
+    assert fake.list("secrets") == [s for s in fake.list("secrets") if "fnctl-build" not in s["metadata"]["name"]]
+    ksvc = fake.get("services.serving.knative.dev", "hello")
+    assert token not in json.dumps(ksvc)

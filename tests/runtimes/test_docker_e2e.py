@@ -14,8 +14,10 @@ import os
 import shutil
 import subprocess
 import tarfile
+import threading
 import uuid
 import zipfile
+from http import server as http_server
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,66 @@ def test_python_requirements_are_installed(service, tmp_path):
     (src / "requirements.txt").write_text("./fnctl_fixture_dep-1.0-py3-none-any.whl\n")
     url = deploy(service(), src, "python", "HANDLER=handlers.uses_dependency")["url"]
     assert http(url, '{"name": "Ada"}').json() == "greetings, Ada"
+
+
+def test_a_credentialed_pip_index_url_is_a_build_secret(service, tmp_path):
+    """Issue 10: a PIP_INDEX_URL with credentials was an ARG: printed in the build output and kept
+    in `docker history`. Now it reaches pip (the index below sees the credentials) and nothing
+    else: not the history, the image or container config, the output or -o json."""
+    wheel = tmp_path / "fnctl_fixture_dep-1.0-py3-none-any.whl"
+    _wheel(wheel)
+    token = "tok3n-" + uuid.uuid4().hex
+    seen: list[str] = []
+
+    class Index(http_server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization") or "")
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(f"ci:{token}".encode()).decode():
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="index"')
+                self.end_headers()
+                return
+            if self.path.rstrip("/") == "/simple/fnctl-fixture-dep":
+                body = f'<a href="/files/{wheel.name}">{wheel.name}</a>'.encode()
+            elif self.path == f"/files/{wheel.name}":
+                body = wheel.read_bytes()
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if self.path.startswith("/simple") else "application/zip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    index = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=index.serve_forever, daemon=True).start()
+    src = tmp_path / "fn"
+    shutil.copytree(FIXTURES / "python", src)
+    # A line of its own, so BuildKit's cache (where a secret is no part of the key) cannot skip pip.
+    (src / "requirements.txt").write_text(f"# run {uuid.uuid4().hex}\nfnctl-fixture-dep==1.0\n")
+    name = service()
+    try:
+        r = fnctl("deploy", "service", name, "-f", str(src), "--build-template", "python", "--local", "-o", "json",
+                  "--build-argument", "HANDLER=handlers.uses_dependency",
+                  "--build-argument", f"PIP_INDEX_URL=http://ci:{token}@127.0.0.1:{index.server_address[1]}/simple")
+    finally:
+        index.shutdown()
+    assert r.code == 0, r.err[-3000:]
+    assert any(token.encode() in base64.b64decode(a.split()[-1]) for a in seen if a), "pip never used the secret"
+    assert http(json.loads(r.out)["url"], '{"name": "Ada"}').json() == "greetings, Ada"
+    assert token not in r.out + r.err
+    image = json.loads(r.out)["image"]
+    history = subprocess.run(["docker", "history", "--no-trunc", image], capture_output=True, text=True, check=True)
+    assert "pip install" in history.stdout          # the step that used the secret is there, without it
+    inspected = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, check=True)
+    container = subprocess.run(["docker", "inspect", f"fnctl-{name}-00001"], capture_output=True, text=True,
+                               check=True)
+    for text in (history.stdout, inspected.stdout, container.stdout):
+        assert token not in text
 
 
 def test_python_init_error_fails_the_deploy(service):
