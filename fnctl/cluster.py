@@ -30,6 +30,7 @@ from fnctl.builders.kaniko import (
 from fnctl.errors import ClusterError, Interrupted, NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.pipeline import Prepared, prepare
+from fnctl.redact import redact
 from fnctl.source.context import BuildContext
 
 RUNTIME_IMAGES = "fnctl-runtime-images"           # ConfigMap: runtime context digest -> image@digest
@@ -106,7 +107,7 @@ class ClusterTarget:
         phases = PhaseClock(reporter)
         kube = self._knative()
         template = templates.find(request.template, extra=self._cluster_templates(phases))
-        phases.phase("source", request.source)
+        phases.phase("source", redact(request.source))
         prepared = prepare(request, {template.name: template}, cfg=config.Config())
         values, origin = prepared.values, prepared.origin
         options = self._options(request)
@@ -403,7 +404,6 @@ def read_template_source(file_or_url: str) -> tuple[str, dict[str, bytes]]:
     """(template.yaml text, the files beside it) from a folder, a template.yaml, or an https URL."""
     if file_or_url.startswith(("http://", "https://")):
         from fnctl import download
-        from fnctl.redact import redact
 
         data = download.fetch(file_or_url, TEMPLATE_LIMIT)      # one byte over: template_configmap says so
         try:

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fnctl.builders import BuiltImage
@@ -38,6 +38,7 @@ class Container:
     labels: dict[str, str]
     image: str                    # the reference it was created from
     error: str = ""
+    env: dict[str, str] = field(default_factory=dict)     # filled by container() (inspect) only
 
 
 class DockerEngine:
@@ -200,7 +201,8 @@ class DockerEngine:
         return Container(
             id=info["Id"], name=info["Name"].lstrip("/"), status=state.get("Status", "unknown"),
             exit_code=int(state.get("ExitCode") or 0), labels=info["Config"].get("Labels") or {},
-            image=info["Config"].get("Image", ""), error=state.get("Error", ""))
+            image=info["Config"].get("Image", ""), error=state.get("Error", ""),
+            env=dict(item.partition("=")[::2] for item in info["Config"].get("Env") or []))
 
     def run(self, image: str, name: str, env: dict[str, str], labels: dict[str, str]) -> Container:
         """Start a detached container on the host network."""

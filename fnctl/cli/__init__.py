@@ -36,22 +36,28 @@ class FnctlGroup(click.Group):
         except Exception as e:   # a bug: say so plainly, keep the traceback for FNCTL_DEBUG
             if os.environ.get("FNCTL_DEBUG"):
                 traceback.print_exc()
-            click.echo(f"Error: internal error in fnctl: {type(e).__name__}: {e}", err=True)
+            from fnctl.redact import redact
+
+            click.echo(f"Error: internal error in fnctl: {type(e).__name__}: {redact(str(e))}", err=True)
             click.echo("  Please report it with the command you ran; FNCTL_DEBUG=1 shows the traceback.",
                        err=True)
             ctx.exit(INTERNAL_ERROR)
 
 
 def report_error(error: FnctlError, ctx: click.Context) -> None:
+    from fnctl.redact import redact
+
+    # Whatever a message quotes (a git URL, git's own stderr) is shown without URL credentials.
+    body = {k: redact(v) if isinstance(v, str) else v for k, v in error.to_dict().items()}
     if _wants_json(ctx):
         import json
 
-        click.echo(json.dumps(error.to_dict(), indent=2))
-    click.echo(f"Error: {error.message}", err=True)
-    if error.details:
-        click.echo("\n".join("  | " + line for line in error.details.splitlines()), err=True)
-    if error.hint:
-        click.echo(f"  Hint: {error.hint}", err=True)
+        click.echo(json.dumps(body, indent=2))
+    click.echo(f"Error: {body['message']}", err=True)
+    if body["details"]:
+        click.echo("\n".join("  | " + line for line in body["details"].splitlines()), err=True)
+    if body["hint"]:
+        click.echo(f"  Hint: {body['hint']}", err=True)
 
 
 def _wants_json(ctx: click.Context) -> bool:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import click
 
+from fnctl.redact import redact
+
 FORMATS = ("human", "json", "yaml")
 
 
@@ -20,14 +22,14 @@ class TerminalReporter:
 
     def phase(self, name: str, detail: str = "") -> None:
         label = click.style(f"{name:>8}", fg="cyan", bold=True) if self._color else f"{name:>8}"
-        click.echo(f"{label}  {detail}".rstrip(), err=True)
+        click.echo(f"{label}  {redact(detail)}".rstrip(), err=True)
 
     def log(self, line: str) -> None:
         if not self.quiet:
-            click.echo(("          " + line) if line else "", err=True)
+            click.echo(("          " + redact(line)) if line else "", err=True)
 
     def note(self, text: str) -> None:
-        click.echo(f"fnctl: {text}", err=True)
+        click.echo(f"fnctl: {redact(text)}", err=True)
 
 
 def dump(data: object, fmt: str) -> None:

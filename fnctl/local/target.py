@@ -21,6 +21,7 @@ from fnctl.builders.docker import Container, DockerEngine
 from fnctl.errors import BuildError, DeployError, EnvironmentProblem, Interrupted, NotFoundError, WaitTimeout
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.pipeline import prepare
+from fnctl.redact import redact
 
 LABEL = "fnctl.dev/service"
 READY_MARKER = "fnctl-bridge: ready"
@@ -50,7 +51,7 @@ class LocalTarget:
         engine = self.engine                      # fail before cloning when there is no engine
         phases: dict[str, float] = {}
         clock = time.monotonic()
-        reporter.phase("source", request.source)
+        reporter.phase("source", redact(request.source))
         prepared = prepare(request)
         phases["context"] = time.monotonic() - clock
         runtime_tag = None
@@ -91,8 +92,11 @@ class LocalTarget:
         engine = self.engine
         current = self._current(request.name)
         env = dict(request.env)
-        fingerprint = hashlib.sha256(json.dumps([image_id, sorted(env.items())]).encode()).hexdigest()[:16]
-        if current and current.status == "running" and current.labels.get(_label("fingerprint")) == fingerprint:
+        # Values stay out of labels (even hashed): the names go in the fingerprint and the values
+        # are compared with the running container's own environment.
+        fingerprint = hashlib.sha256(json.dumps([image_id, sorted(env)]).encode()).hexdigest()[:16]
+        if current and current.status == "running" and current.labels.get(_label("fingerprint")) == fingerprint \
+                and self._env(current) == env:
             reporter.phase("deploy", f"{request.name} is unchanged; {current.labels[_label('revision')]} keeps serving")
             return DeployResult(self._info(current), unchanged=True, built=False, phases=phases)
 
@@ -104,7 +108,7 @@ class LocalTarget:
             LABEL: request.name, _label("port"): str(port), _label("generation"): str(generation),
             _label("revision"): revision, _label("template"): template.name, _label("created"): created or _now(),
             _label("source"): origin[:250], _label("fingerprint"): fingerprint,
-            _label("env"): json.dumps(env), _label("bridge"): "true" if bridge else "false",
+            _label("env-names"): json.dumps(list(env)), _label("bridge"): "true" if bridge else "false",
             _label("url"): f"http://127.0.0.1:{port}",
         }
         runtime_env = {**env, "PORT": str(port), "FNCTL_LISTEN_HOST": "127.0.0.1",
@@ -208,7 +212,19 @@ class LocalTarget:
             reason=None if running else f"Exited({c.exit_code})" if c.status == "exited" else c.status.capitalize(),
             message=None if running else (self.engine.logs(c.id, tail=5).strip() or None),
             revision=c.labels.get(_label("revision")), image=c.image, template=c.labels.get(_label("template")),
-            created=c.labels.get(_label("created")), env=json.loads(c.labels.get(_label("env"), "{}")))
+            created=c.labels.get(_label("created")), env=self._env(c))
+
+    def _env(self, c: Container) -> dict[str, str]:
+        """The --env values of a revision, read from the container's environment (docker keeps it
+        there anyway); the env-names label says which of its variables they are."""
+        names = json.loads(c.labels.get(_label("env-names")) or "null")
+        if names is None:                     # a revision made before env-names: its old env label
+            return json.loads(c.labels.get(_label("env"), "{}"))
+        if not names:
+            return {}
+        inspected = self.engine.container(c.id)
+        actual = inspected.env if inspected else {}
+        return {n: actual[n] for n in names if n in actual}
 
     def list(self) -> list[ServiceInfo]:
         names = sorted({c.labels[LABEL] for c in self.engine.containers(LABEL)})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fnctl import validation
 from fnctl.errors import SourceError
+from fnctl.redact import redact
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
 
@@ -53,7 +54,7 @@ def clone(url: str, dest: Path, revision: str | None) -> str:
             repo = git.Repo.clone_from(url, dest, depth=1, env=env)
     except git.GitCommandError as e:
         raise SourceError(
-            f"cannot clone {url}: {_stderr_of(e)}",
+            f"cannot clone {redact(url)}: {redact(_stderr_of(e))}",
             "check the URL and that your own `git clone` of it works (fnctl uses your git credentials)",
         ) from e
     if revision:
@@ -68,7 +69,7 @@ def clone(url: str, dest: Path, revision: str | None) -> str:
                 repo.git.checkout("FETCH_HEAD", "--", env=env)
             except git.GitCommandError:
                 raise SourceError(
-                    f"revision {revision!r} does not exist in {url}",
+                    f"revision {revision!r} does not exist in {redact(url)}",
                     "give a branch, tag or commit that exists (git ls-remote lists them)",
                 ) from e
     return repo.head.commit.hexsha

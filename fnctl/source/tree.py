@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from fnctl.errors import SourceError
+from fnctl.redact import redact
 from fnctl.source.context import ContextFile, file_from_path
 from fnctl.source.git import clone, looks_like_git_url
 from fnctl.source.ignore import walk
@@ -32,7 +33,8 @@ def checkout(spec: str, revision: str | None = None) -> Iterator[SourceTree]:
         workspace = Path(tempfile.mkdtemp(prefix="fnctl-src-"))
         try:
             commit = clone(spec, workspace / "repo", revision)
-            yield SourceTree(workspace / "repo", spec, commit=commit)
+            # The origin is shown and stored (labels, annotations): never with credentials.
+            yield SourceTree(workspace / "repo", redact(spec), commit=commit)
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
         return

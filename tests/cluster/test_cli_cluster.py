@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -170,3 +171,22 @@ def test_cluster_delete_touches_only_what_fnctl_made(fake, env):
     kept = fnctl("delete", "buildtemplate", "theirs", env=env)
     assert kept.code == 2 and "not made by fnctl" in kept.err, kept
     assert fake.get("configmaps", "fnctl-buildtemplate-theirs") is not None
+
+
+def test_git_credentials_stay_out_of_output_and_annotations(fake, env, tmp_path, function_dir):
+    from tests.conftest import git
+
+    repo = tmp_path / "repo"
+    shutil.copytree(function_dir, repo)
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "v1", cwd=repo)
+    url = "https://ci:tok3n-cluster@git.example/team/fn.git"
+    (tmp_path / "gitconfig").write_text(f'[url "file://{repo}"]\n\tinsteadOf = {url}\n')
+    r = deploy({**env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}, "hello", "-f", url,
+               "--build-template", "bash", "-o", "json")
+    assert r.code == 0, r
+    assert "tok3n" not in r.out + r.err
+    ksvc = fake.get("services.serving.knative.dev", "hello")
+    assert ksvc["metadata"]["annotations"]["fnctl.dev/source"].startswith("https://git.example/team/fn.git@")
+    assert "tok3n" not in json.dumps(ksvc)

@@ -190,3 +190,40 @@ def test_logs_show_the_functions_stderr(service):
         follower.wait()
     missing = fnctl("logs", "service", "nope-" + service, "--local")
     assert missing.code == 3 and "no local service named" in missing.err
+
+
+def test_credentials_are_never_printed_or_stored(service, tmp_path):
+    """Issue 10: a token in a git URL showed in progress lines, errors and -o json, and was kept in the
+    container label; --env values were copied into a label. Git rewrites the credentialed https URL
+    to a local repository (insteadOf), so fnctl handles the URL as a user would give it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", "-b", "main", cwd=repo)
+    shutil.copy(EXAMPLES / "bash-echo" / "function.sh", repo / "function.sh")
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "v1", cwd=repo)
+    token = "tok3n" + service[-8:]
+    url = f"https://ci:{token}@git.example/team/fn.git"
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text(f'[url "file://{repo}"]\n\tinsteadOf = {url}\n')
+    env = {"GIT_CONFIG_GLOBAL": str(gitconfig)}
+    password = "pa$$-w0rd-" + service[-8:]          # the target's env shows it; labels must not
+    r = deploy(service, "-f", url, "--build-template", "bash", "--env", f"DB_PASSWORD={password}", env=env)
+    assert r.code == 0, r
+    assert token not in r.out + r.err
+    assert "https://git.example/team/fn.git" in r.err            # the source is still shown, bare
+    described = fnctl("describe", "service", service, "--local", "-o", "json")
+    assert json.loads(described.out)["env"] == {"DB_PASSWORD": password}
+    labels = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .Config.Labels}}",
+                                        f"fnctl-{service}-00001"], capture_output=True, text=True, check=True).stdout)
+    assert labels["fnctl.dev/source"].startswith("https://git.example/team/fn.git@")
+    assert token not in json.dumps(labels) and password not in json.dumps(labels)
+    again = deploy(service, "-f", url, "--build-template", "bash", "--env", f"DB_PASSWORD={password}", env=env)
+    assert json.loads(again.out)["unchanged"] is True, again
+    changed = deploy(service, "-f", url, "--build-template", "bash", "--env", "DB_PASSWORD=other", env=env)
+    assert json.loads(changed.out)["unchanged"] is False, changed
+
+    failed = fnctl("deploy", "service", service, "--local", "-o", "json", "-f",
+                   f"https://ci:{token}@127.0.0.1:9/nope.git", "--build-template", "bash")
+    assert failed.code == 2 and "cannot clone https://127.0.0.1:9/nope.git" in failed.err, failed
+    assert token not in failed.out + failed.err
