@@ -33,6 +33,7 @@ from fnctl.pipeline import Prepared, prepare
 from fnctl.redact import redact
 from fnctl.source.context import BuildContext
 
+DEFAULT_REGISTRY = "knative.registry.svc.cluster.local"
 RUNTIME_IMAGES = "fnctl-runtime-images"           # ConfigMap: runtime context digest -> image@digest
 TEMPLATE_LABEL = "fnctl.dev/buildtemplate"
 TEMPLATE_PATHS = "fnctl.dev/paths"                 # annotation: ConfigMap key -> file path, when they differ
@@ -108,7 +109,7 @@ class ClusterTarget:
         kube = self._knative()
         template = templates.find(request.template, extra=self._cluster_templates(phases))
         phases.phase("source", redact(request.source))
-        prepared = prepare(request, {template.name: template}, cfg=config.Config())
+        prepared = prepare(request, {template.name: template}, cfg=_cluster_images())
         values, origin = prepared.values, prepared.origin
         options = self._options(request)
         builder = KanikoBuilder(kube, options, phases)
@@ -142,10 +143,14 @@ class ClusterTarget:
                             phases=phases.totals)
 
     def _options(self, request: DeployRequest) -> BuildOptions:
-        return BuildOptions(registry_host=request.registry_host, registry_secret=request.registry_secret,
-                            insecure_registry=request.insecure_registry,
-                            kaniko_image=request.kaniko_image or DEFAULT_KANIKO_IMAGE,
-                            init_image=self.init_image, timeout=self.build_timeout)
+        """The build options: a flag wins over the config file's `cluster:` section, which wins over
+        the built-in default."""
+        defaults = config.load().cluster
+        return BuildOptions(registry_host=request.registry_host or defaults.registry_host or DEFAULT_REGISTRY,
+                            registry_secret=request.registry_secret,
+                            insecure_registry=request.insecure_registry or defaults.insecure_registry,
+                            kaniko_image=request.kaniko_image or defaults.kaniko_image or DEFAULT_KANIKO_IMAGE,
+                            init_image=defaults.upload_image or self.init_image, timeout=self.build_timeout)
 
     def _runtime_image(self, kube, builder: KanikoBuilder, request: DeployRequest, prepared: Prepared,
                        reporter) -> str | None:
@@ -155,7 +160,7 @@ class ClusterTarget:
         template, values, context = prepared.template, prepared.values, prepared.runtime_context
         if context is None:
             return None
-        host = request.registry_host
+        host = builder.options.registry_host
         marker = kube.get(CONFIGMAPS, RUNTIME_IMAGES)
         known = ((marker or {}).get("data") or {}).get(context.digest)
         if known and known.startswith(host + "/"):
@@ -288,7 +293,7 @@ class ClusterTarget:
 
         validation.service_name(request.name)
         namespace = self._namespace or context_namespace(self.context)[1] or "default"
-        prepared = prepare(request, cfg=config.Config())
+        prepared = prepare(request, cfg=_cluster_images())
         template, values, origin = prepared.template, prepared.values, prepared.origin
         options = self._options(request)
         objects: list[dict] = []
@@ -361,6 +366,12 @@ def _delete_ours(kube, res, name: str, what: str, force: bool) -> bool:
                          f"pass --force to delete it anyway, or use kubectl delete {res.name} {name}")
     # The uid precondition: an object made again meanwhile under the same name is not ours to delete.
     return kube.delete(res, name, uid=meta.get("uid"))
+
+
+def _cluster_images() -> config.Config:
+    """The image map for builds in the cluster: the `cluster.images` section, never the machine's
+    local one (those images exist only on this machine's Docker engine, kaniko pulls in the cluster)."""
+    return config.Config(images=config.load().cluster.images)
 
 
 def function_destination(host: str, namespace: str, name: str, context: BuildContext) -> str:

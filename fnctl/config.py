@@ -8,6 +8,13 @@ CI of this project) maps the templates' public base images to local ones:
       "debian:bookworm-slim": "registry.internal/debian:bookworm-slim"
     local:
       ports: "31000-31999"
+    cluster:                      # defaults of the cluster target's options
+      registry-host: registry.internal:5000
+      insecure-registry: true
+      kaniko-image: registry.internal:5000/kaniko-executor:v1.24.0
+      upload-image: registry.internal:5000/busybox:1.36
+      images:                     # like `images`, for builds in the cluster (kaniko pulls there)
+        "debian:bookworm-slim": "registry.internal:5000/debian:bookworm-slim"
 
 $FNCTL_CONFIG, when set, is the only file read. Otherwise the system file is
 read first and the user's file overrides it key by key.
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -28,10 +35,26 @@ DEFAULT_PORT_RANGE = (31000, 31999)
 
 
 @dataclass(frozen=True)
+class ClusterDefaults:
+    """The `cluster:` section: what a team's cluster needs on every deploy, said once."""
+
+    registry_host: str | None = None
+    insecure_registry: bool = False
+    kaniko_image: str | None = None
+    upload_image: str | None = None
+    images: dict[str, str] = field(default_factory=dict)
+
+
+CLUSTER_KEYS = {"registry-host": str, "insecure-registry": bool, "kaniko-image": str, "upload-image": str,
+                "images": dict}
+
+
+@dataclass(frozen=True)
 class Config:
     images: dict[str, str] = field(default_factory=dict)
     port_range: tuple[int, int] = DEFAULT_PORT_RANGE
     files: tuple[str, ...] = ()
+    cluster: ClusterDefaults = field(default_factory=ClusterDefaults)
 
     def image(self, reference: str) -> str:
         """The image to use for a template's default `reference`."""
@@ -72,21 +95,45 @@ def parse_port_range(text: str, origin: str) -> tuple[int, int]:
     return start, end
 
 
+def _cluster_section(data: dict, path: Path, current: ClusterDefaults) -> ClusterDefaults:
+    section = data.get("cluster")
+    if section is None:
+        return current
+    if not isinstance(section, dict):
+        raise UsageError(f"config file {path}: `cluster` must be a mapping", "see docs/configuration.md")
+    values: dict = {}
+    for key, value in section.items():
+        kind = CLUSTER_KEYS.get(key)
+        if kind is None:
+            raise UsageError(f"config file {path}: unknown key cluster.{key}",
+                             f"the keys are {', '.join(sorted(CLUSTER_KEYS))} (docs/configuration.md)")
+        if not isinstance(value, kind):
+            raise UsageError(f"config file {path}: cluster.{key} must be a {kind.__name__}, not {value!r}",
+                             "see docs/configuration.md")
+        values[key.replace("-", "_")] = ({str(k): str(v) for k, v in value.items()} if kind is dict else value)
+    if "images" in values:
+        values["images"] = {**current.images, **values["images"]}
+    return replace(current, **values)
+
+
 @cache
 def load() -> Config:
     images: dict[str, str] = {}
     ports = None
+    cluster = ClusterDefaults()
     files = _config_files()
     for path in files:
         data = _read(path)
         images.update({str(k): str(v) for k, v in (data.get("images") or {}).items()})
+        cluster = _cluster_section(data, path, cluster)
         local = data.get("local") or {}
         if "ports" in local:
             ports = parse_port_range(local["ports"], str(path))
     env_ports = os.environ.get("FNCTL_LOCAL_PORTS")
     if env_ports:
         ports = parse_port_range(env_ports, "FNCTL_LOCAL_PORTS")
-    return Config(images=images, port_range=ports or DEFAULT_PORT_RANGE, files=tuple(map(str, files)))
+    return Config(images=images, port_range=ports or DEFAULT_PORT_RANGE, files=tuple(map(str, files)),
+                  cluster=cluster)
 
 
 def templates_dir() -> Path:

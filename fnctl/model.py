@@ -25,7 +25,7 @@ class DeployRequest:
     min_scale: int | None = None
     max_scale: int | None = None
     concurrency_target: int | None = None
-    registry_host: str = "knative.registry.svc.cluster.local"
+    registry_host: str | None = None  # None: the config file's cluster.registry-host, else the default
     registry_secret: str | None = None
     insecure_registry: bool = False
     kaniko_image: str | None = None

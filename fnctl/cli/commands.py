@@ -66,11 +66,14 @@ def deploy() -> None:
 @_int_option("--min-scale", "[cluster] Fewest instances (autoscaling.knative.dev/min-scale).")
 @_int_option("--max-scale", "[cluster] Most instances (autoscaling.knative.dev/max-scale).")
 @_int_option("--concurrency-target", "[cluster] Requests per instance the autoscaler aims at.")
-@click.option("--registry-host", default="knative.registry.svc.cluster.local", show_default=True,
-              help="[cluster] Registry kaniko pushes to.")
+@click.option("--registry-host", default=None,
+              help="[cluster] Registry kaniko pushes to (default: the config file's cluster.registry-host, "
+                   "else knative.registry.svc.cluster.local).")
 @click.option("--registry-secret", default=None, help="[cluster] docker-registry Secret for pushing.")
 @click.option("--insecure-registry", is_flag=True, help="[cluster] The registry speaks plain HTTP.")
-@click.option("--kaniko-image", default=None, help="[cluster] kaniko executor image to build with.")
+@click.option("--kaniko-image", default=None,
+              help="[cluster] kaniko executor image to build with (default: cluster.kaniko-image in the config "
+                   "file).")
 @click.option("--dry-run", is_flag=True, help="Print the objects a cluster deploy would create; change nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
