@@ -394,6 +394,22 @@ func TestSizeLimits(t *testing.T) {
 	expect(t, h.post("still fine"), 200, "still fine")
 }
 
+// A function that streams its response in many small writes (a chunk per
+// byte) gets all of it through: chunk lines are not counted as header bytes.
+func TestStreamedResponseOneBytePerWrite(t *testing.T) {
+	h := startBridge(t)
+	const n = 300000
+	r := h.post("cmd:pipe:" + strconv.Itoa(n))
+	want := make([]byte, n)
+	for i := range want {
+		want[i] = pipeByte(i)
+	}
+	if r.status != 200 || r.body != string(want) {
+		t.Fatalf("got %d, %d bytes (%.60q), want 200 and the %d bytes streamed", r.status, len(r.body), r.body, n)
+	}
+	expect(t, h.post("after"), 200, "after")
+}
+
 func TestTimeoutRestartsInvoker(t *testing.T) {
 	h := startBridge(t, "FUNCTION_TIMEOUT=0.5")
 	pid1 := h.info().Pid

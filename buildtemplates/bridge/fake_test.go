@@ -133,6 +133,32 @@ func runFakeBootstrap() int {
 			if resp, err := client.Do(req); err == nil {
 				resp.Body.Close()
 			}
+		case "pipe":
+			// A streamed response, one byte per write: a chunk per byte.
+			n, _ := strconv.Atoi(arg)
+			pr, pw := io.Pipe()
+			go func() {
+				var b [1]byte
+				for i := 0; i < n; i++ {
+					b[0] = pipeByte(i)
+					if _, err := pw.Write(b[:]); err != nil {
+						return
+					}
+				}
+				pw.Close()
+			}()
+			req, _ := http.NewRequest("POST", api+"invocation/"+id+"/response", pr)
+			resp, err := client.Do(req)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "fake: streamed response: %v\n", err)
+				pr.CloseWithError(err)
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				fmt.Fprintf(os.Stderr, "fake: streamed response got %d\n", resp.StatusCode)
+			}
 		case "respond":
 			respond([]byte(arg))
 		case "respondraw":
@@ -166,6 +192,9 @@ func runFakeBootstrap() int {
 		}
 	}
 }
+
+// pipeByte is byte i of a "cmd:pipe:N" response.
+func pipeByte(i int) byte { return 'a' + byte(i%26) }
 
 // trailerBody sets the request's trailers once the body has been read.
 type trailerBody struct {

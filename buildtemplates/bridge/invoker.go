@@ -331,7 +331,10 @@ func (inv *invoker) post(c *rtConn, r *rtRequest, id []byte, isError bool) {
 	if err != nil && !tooLarge {
 		putBuf(buf)
 		c.closeAfter = true
-		return // runtime connection broke; its exit (if any) is handled elsewhere
+		if malformedBody(err) {
+			c.replyText(http.StatusBadRequest, err.Error())
+		}
+		return // otherwise the connection broke; the runtime's exit (if any) is handled elsewhere
 	}
 	errType := r.errType
 	if !isError && !tooLarge {

@@ -29,7 +29,8 @@ import (
 
 const (
 	rtHeaderTimeout  = time.Minute // for a request whose header is not yet complete
-	rtMaxHeaderBytes = 1 << 20     // as net/http's DefaultMaxHeaderBytes
+	rtMaxHeaderBytes = 1 << 20     // header, and trailer: as net/http's DefaultMaxHeaderBytes
+	rtMaxChunkLine   = 4096        // a chunk-size line, as net/http's chunked reader
 	rtMaxDiscard     = 256 << 10   // unread request body skipped to keep a connection
 	rtInlineBody     = 64 << 10    // larger response bodies go out with writev
 )
@@ -126,7 +127,7 @@ type rtConn struct {
 	line    []byte // request line (kept while the headers are read)
 	scratch []byte // long header lines
 	out     []byte // response buffer
-	hdrRead int    // header bytes read for the current request
+	crlf    bool   // the last line read ended with CRLF, not a bare LF
 
 	req        rtRequest
 	http10     bool // HTTP/1.0 request
@@ -187,13 +188,14 @@ var (
 )
 
 // readLine returns the next line without its line ending. The slice is valid
-// until the next read. Lines count towards the header size limit.
-func (c *rtConn) readLine() ([]byte, error) {
+// until the next read. The line, with its ending, is taken from *budget: a
+// line longer than what is left fails with errRTLineTooLong.
+func (c *rtConn) readLine(budget *int) ([]byte, error) {
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
 		c.scratch = append(c.scratch[:0], line...)
 		for err == bufio.ErrBufferFull {
-			if len(c.scratch)+c.hdrRead > rtMaxHeaderBytes {
+			if len(c.scratch) > *budget {
 				return nil, errRTLineTooLong
 			}
 			line, err = c.br.ReadSlice('\n')
@@ -207,13 +209,14 @@ func (c *rtConn) readLine() ([]byte, error) {
 		}
 		return nil, err
 	}
-	c.hdrRead += len(line)
-	if c.hdrRead > rtMaxHeaderBytes {
+	if len(line) > *budget {
 		return nil, errRTLineTooLong
 	}
+	*budget -= len(line)
 	line = line[:len(line)-1]
+	c.crlf = false
 	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
+		line, c.crlf = line[:n-1], true
 	}
 	return line, nil
 }
@@ -222,12 +225,12 @@ func (c *rtConn) readLine() ([]byte, error) {
 // non-zero status is the answer to give before closing the connection.
 func (c *rtConn) readRequest() (status int, err error) {
 	c.req = rtRequest{}
-	c.hdrRead = 0
+	budget := rtMaxHeaderBytes // for the request line and the header
 	c.http10, c.keepAlive, c.head, c.closeAfter, c.replied = false, false, false, false, false
 
-	line, err := c.readLine()
+	line, err := c.readLine(&budget)
 	for err == nil && len(line) == 0 { // RFC 7230 3.5: ignore a leading empty line
-		line, err = c.readLine()
+		line, err = c.readLine(&budget)
 	}
 	if err != nil {
 		if err == errRTLineTooLong {
@@ -247,7 +250,7 @@ func (c *rtConn) readRequest() (status int, err error) {
 		c.http10 = true
 	case len(proto) == 8 && string(proto[:7]) == "HTTP/1." && proto[7] >= '0' && proto[7] <= '9':
 	default:
-		return http.StatusHTTPVersionNotSupported, errors.New("unsupported protocol version")
+		return http.StatusHTTPVersionNotSupported, errVersion
 	}
 	c.req.method = method
 	c.head = string(method) == "HEAD"
@@ -263,7 +266,7 @@ func (c *rtConn) readRequest() (status int, err error) {
 			}
 		}
 	}
-	if i := bytes.IndexAny(target, "?#"); i >= 0 {
+	if i := bytes.IndexByte(target, '?'); i >= 0 { // a "#" is part of the path, as in net/http
 		target = target[:i]
 	}
 	if bytes.IndexByte(target, '%') >= 0 {
@@ -281,7 +284,7 @@ func (c *rtConn) readRequest() (status int, err error) {
 		te                                   bool
 	)
 	for {
-		h, err := c.readLine()
+		h, err := c.readLine(&budget)
 		if err != nil {
 			if err == errRTLineTooLong {
 				return http.StatusRequestHeaderFieldsTooLarge, err
@@ -291,14 +294,10 @@ func (c *rtConn) readRequest() (status int, err error) {
 		if len(h) == 0 {
 			break
 		}
-		if h[0] == ' ' || h[0] == '\t' {
-			return http.StatusBadRequest, errors.New("obsolete line folding")
+		name, value, err := splitField(h)
+		if err != nil {
+			return http.StatusBadRequest, err
 		}
-		name, value, ok := bytes.Cut(h, colon)
-		if !ok || len(name) == 0 || bytes.IndexAny(name, " \t") >= 0 {
-			return http.StatusBadRequest, errors.New("malformed header line")
-		}
-		value = bytes.TrimSpace(value)
 		switch {
 		case foldEq(name, "Content-Length"):
 			n, ok := parseDecimal(value)
@@ -307,6 +306,10 @@ func (c *rtConn) readRequest() (status int, err error) {
 			}
 			haveCL, cl = true, n
 		case foldEq(name, "Transfer-Encoding"):
+			if c.http10 {
+				// RFC 9112 6.1: the framing of such a message is faulty.
+				return http.StatusBadRequest, errTE10
+			}
 			if te {
 				return http.StatusBadRequest, errors.New("repeated Transfer-Encoding")
 			}
@@ -316,11 +319,14 @@ func (c *rtConn) readRequest() (status int, err error) {
 			}
 			chunked = true
 		case foldEq(name, "Connection"):
+			if !validField(name, value) {
+				return http.StatusBadRequest, errHeaderField
+			}
 			connClose = connClose || hasToken(value, "close")
 			connKeep = connKeep || hasToken(value, "keep-alive")
-		case foldEq(name, "Expect"):
+		case foldEq(name, "Expect") && len(value) > 0: // net/http's server ignores an empty one
 			if !foldEq(value, "100-continue") {
-				return http.StatusExpectationFailed, errors.New("unsupported Expect")
+				return http.StatusExpectationFailed, errExpect
 			}
 			c.req.body.needContinue = !c.http10
 		case foldEq(name, "Lambda-Runtime-Function-Error-Type"):
@@ -328,6 +334,10 @@ func (c *rtConn) readRequest() (status int, err error) {
 				c.req.errType = string(value)
 			}
 		}
+	}
+	if haveCL && te {
+		// RFC 9112 6.3: a request smuggling attempt, or at best ambiguous.
+		return http.StatusBadRequest, errBothLengths
 	}
 	if c.http10 {
 		c.keepAlive = connKeep && !connClose
@@ -339,9 +349,6 @@ func (c *rtConn) readRequest() (status int, err error) {
 	b.c = c
 	switch {
 	case chunked:
-		if c.http10 {
-			return http.StatusBadRequest, errors.New("chunked HTTP/1.0 request")
-		}
 		b.chunked = true
 	case haveCL:
 		b.remaining = cl
@@ -358,7 +365,69 @@ func (c *rtConn) readRequest() (status int, err error) {
 var (
 	sp    = []byte(" ")
 	colon = []byte(":")
+
+	errFolding     = errors.New("obsolete line folding")
+	errHeaderField = errors.New("malformed header line")
+
+	// Refusals of requests net/http's ReadRequest accepts.
+	errVersion     = errors.New("unsupported protocol version")
+	errExpect      = errors.New("unsupported Expect")
+	errBothLengths = errors.New("both Content-Length and Transfer-Encoding")
+	errTE10        = errors.New("Transfer-Encoding in an HTTP/1.0 request")
 )
+
+// splitField splits a header or trailer line into name and value, the value
+// without the optional whitespace around it (RFC 9110 5.5: spaces and tabs
+// only; a vertical tab is part of a value, as in net/http).
+func splitField(line []byte) (name, value []byte, err error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		return nil, nil, errFolding
+	}
+	name, value, ok := bytes.Cut(line, colon)
+	if !ok || len(name) == 0 || bytes.IndexAny(name, " \t") >= 0 {
+		return nil, nil, errHeaderField
+	}
+	return name, trimOWS(value), nil
+}
+
+// validField reports whether name is a token and value has no control
+// characters but tabs (RFC 9110 5.1, 5.5), as net/http's textproto checks.
+func validField(name, value []byte) bool {
+	for _, ch := range name {
+		if ch >= 0x80 || !isTokenByte[ch] {
+			return false
+		}
+	}
+	for _, ch := range value {
+		if ch < ' ' && ch != '\t' || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+var isTokenByte = func() (t [128]bool) {
+	for ch := '0'; ch <= '9'; ch++ {
+		t[ch] = true
+	}
+	for ch := 'a'; ch <= 'z'; ch++ {
+		t[ch], t[ch-'a'+'A'] = true, true
+	}
+	for _, ch := range "!#$%&'*+-.^_`|~" {
+		t[ch] = true
+	}
+	return t
+}()
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
 
 // foldEq compares an ASCII header token case-insensitively.
 func foldEq(b []byte, s string) bool {
@@ -385,7 +454,7 @@ func hasToken(v []byte, token string) bool {
 	for len(v) > 0 {
 		var t []byte
 		t, v, _ = bytes.Cut(v, []byte(","))
-		if foldEq(bytes.TrimSpace(t), token) {
+		if foldEq(trimOWS(t), token) {
 			return true
 		}
 	}
@@ -412,6 +481,7 @@ type rtBody struct {
 	chunked      bool
 	remaining    int64 // of the body, or of the current chunk
 	inChunk      bool  // a chunk's data has been started (its CRLF is due)
+	excess       int64 // chunked framing bytes beyond what the data allows
 	eof          bool
 	err          error
 	needContinue bool // Expect: 100-continue not yet answered
@@ -421,7 +491,17 @@ type rtBody struct {
 	trailerBody string // Lambda-Runtime-Function-Error-Body trailer
 }
 
-var errChunked = errors.New("malformed chunked encoding")
+var (
+	errChunked       = errors.New("malformed chunked encoding")
+	errTrailerField  = errors.New("malformed trailer line")
+	errChunkOverhead = errors.New("chunked encoding contains too much non-data")
+)
+
+// malformedBody reports whether err, from an rtBody, is the client's
+// mistake (to be answered 400) rather than a broken connection.
+func malformedBody(err error) bool {
+	return err == errChunked || err == errTrailerField || err == errChunkOverhead || err == errRTLineTooLong
+}
 
 func (b *rtBody) Read(p []byte) (int, error) {
 	if b.eof {
@@ -465,31 +545,42 @@ func (b *rtBody) Read(p []byte) (int, error) {
 }
 
 // nextChunk reads up to the next chunk's data; io.EOF after the last chunk
-// and the trailer.
+// and the trailer. The framing follows net/http's chunked reader
+// (net/http/internal/chunked.go): lines end with CRLF, a size is up to 16 hex
+// digits with optional trailing whitespace before its extensions (which are
+// ignored), and the bytes that are not data may not outgrow the data by more
+// than 16 KiB (16 bytes a chunk and twice its size are free), so one-byte
+// chunks are fine but long extensions on tiny chunks are not.
 func (b *rtBody) nextChunk() error {
 	c := b.c
 	if b.inChunk {
-		line, err := c.readBodyLine()
+		left := rtMaxChunkLine
+		line, err := c.readBodyLine(&left)
 		if err != nil {
 			return err
 		}
-		if len(line) != 0 {
+		if len(line) != 0 || !c.crlf {
 			return errChunked
 		}
 		b.inChunk = false
 	}
-	line, err := c.readBodyLine()
+	left := rtMaxChunkLine
+	line, err := c.readBodyLine(&left)
 	if err != nil {
 		return err
 	}
-	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		line = line[:i] // chunk extensions are ignored
-	}
-	line = bytes.TrimRight(line, " \t")
-	if len(line) == 0 || len(line) > 15 {
+	if !c.crlf || bytes.IndexByte(line, '\r') >= 0 {
 		return errChunked
 	}
-	var n int64
+	b.excess += int64(len(line)) + 2 // as net/http counts: with the CRLF after the data
+	line = bytes.TrimRight(line, " \t")
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	if len(line) == 0 || len(line) > 16 {
+		return errChunked
+	}
+	var n uint64
 	for _, ch := range line {
 		switch {
 		case ch >= '0' && ch <= '9':
@@ -501,26 +592,41 @@ func (b *rtBody) nextChunk() error {
 		default:
 			return errChunked
 		}
-		n = n<<4 | int64(ch)
+		n = n<<4 | uint64(ch)
+	}
+	if n > 1<<62 {
+		return errChunked
+	}
+	if b.excess -= 16 + 2*int64(n); b.excess < 0 {
+		b.excess = 0
+	} else if b.excess > 16<<10 {
+		return errChunkOverhead
 	}
 	if n > 0 {
-		b.remaining, b.inChunk = n, true
+		b.remaining, b.inChunk = int64(n), true
 		return nil
 	}
-	// Last chunk: the trailer follows, up to an empty line.
+	// Last chunk: the trailer follows, up to an empty line, bounded as a
+	// header is. Its field lines may end with a bare LF, as header lines
+	// may; its end must be CRLF CRLF (net/http looks for one).
+	left = rtMaxHeaderBytes
+	crlf := true // of the last-chunk line
 	for {
-		line, err := c.readBodyLine()
+		line, err := c.readBodyLine(&left)
 		if err != nil {
 			return err
 		}
 		if len(line) == 0 {
+			if !crlf || !c.crlf {
+				return errChunked
+			}
 			break
 		}
-		name, value, ok := bytes.Cut(line, colon)
-		if !ok {
-			return errChunked
+		crlf = c.crlf
+		name, value, err := splitField(line)
+		if err != nil || !validField(name, value) {
+			return errTrailerField
 		}
-		name, value = bytes.TrimSpace(name), bytes.TrimSpace(value)
 		switch {
 		case b.trailerType == "" && foldEq(name, "Lambda-Runtime-Function-Error-Type"):
 			b.trailerType = string(value)
@@ -532,9 +638,10 @@ func (b *rtBody) nextChunk() error {
 	return io.EOF
 }
 
-// readBodyLine reads a chunk-size or trailer line (bounded like a header).
-func (c *rtConn) readBodyLine() ([]byte, error) {
-	line, err := c.readLine()
+// readBodyLine reads a chunk-size, chunk-ending or trailer line. Each has its
+// own budget: a body of many small chunks may be as long as any other.
+func (c *rtConn) readBodyLine(budget *int) ([]byte, error) {
+	line, err := c.readLine(budget)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}

@@ -241,10 +241,13 @@ func TestRuntimeAPIErrorsAndFraming(t *testing.T) {
 	for req, status := range map[string]int{
 		"GARBAGE\r\n\r\n":        400,
 		"GET / HTTP/2.0\r\n\r\n": 505,
-		"POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n":      400,
-		"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n":                     501,
-		"GET /x HTTP/1.1\r\nBad Header: 1\r\n\r\n":                                400,
-		"GET /x HTTP/1.1\r\nX: " + strings.Repeat("a", rtMaxHeaderBytes) + "\r\n": 431,
+		"POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n":          400,
+		"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n":                         501,
+		"POST /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n": 400,
+		"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n": 400,
+		"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n":                      400,
+		"GET /x HTTP/1.1\r\nBad Header: 1\r\n\r\n":                                    400,
+		"GET /x HTTP/1.1\r\nX: " + strings.Repeat("a", rtMaxHeaderBytes) + "\r\n":     431,
 	} {
 		rc = h.dial()
 		go io.WriteString(rc.c, req)
@@ -252,6 +255,26 @@ func TestRuntimeAPIErrorsAndFraming(t *testing.T) {
 			t.Errorf("%.40q: %d, want %d", req, resp.StatusCode, status)
 		}
 		rc.expectClosed()
+	}
+
+	// A malformed chunked body is answered 400, and the connection closed.
+	iv0 := h.enqueue("malformed")
+	rc = h.dial()
+	rc.send(nextReq)
+	rc.read("GET")
+	rc.send("POST " + respPath(iv0.id, "response") + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"1\nx\r\n0\r\n\r\n")
+	if resp, body = rc.read("POST"); resp.StatusCode != 400 || !resp.Close || !strings.Contains(body, "malformed chunked") {
+		t.Fatalf("malformed chunked body: %d %q", resp.StatusCode, body)
+	}
+	rc.expectClosed()
+	rc = h.dial()
+	rc.send("POST " + respPath(iv0.id, "response") + " HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+	if resp, _ = rc.read("POST"); resp.StatusCode != 202 {
+		t.Fatalf("a good answer after a malformed one: %d", resp.StatusCode)
+	}
+	if r := h.result(iv0); string(r.body) != "ok" {
+		t.Fatalf("result %q", r.body)
 	}
 
 	// A runtime that hangs up while polling does not swallow an invocation.
