@@ -75,6 +75,7 @@ type bridge struct {
 	abortOnce sync.Once
 
 	requests atomic.Uint64 // public requests seen, for idle detection
+	queued   atomic.Int64  // public requests waiting for an invoker
 }
 
 func newBridge(cfg *config, stderr io.Writer) *bridge {
@@ -170,16 +171,25 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) { writeBody(w, st
 
 func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
-	body, ok := readLimited(r.Body, r.ContentLength, b.cfg.maxBytes)
-	if !ok {
-		if body == nil && r.ContentLength <= b.cfg.maxBytes {
-			return // the client went away mid-body
-		}
+	if b.queued.Load() >= b.cfg.maxQueue {
+		b.writeQueueFull(w) // before reading a body that could only wait
+		return
+	}
+	body, err := b.readBody(r)
+	switch {
+	case err == errBodyTooLarge:
 		w.Header().Set("Connection", "close")
 		writeJSON(w, http.StatusRequestEntityTooLarge, []byte(fmt.Sprintf(
 			`{"errorMessage":"Request payload size exceeded the limit of %d bytes (MAX_REQUEST_BYTES)","errorType":"RequestTooLarge","limit":%d}`,
 			b.cfg.maxBytes, b.cfg.maxBytes)))
 		return
+	case isTimeout(err):
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestTimeout, lambdaErrorJSON("RequestTimeout",
+			"the request body did not arrive within "+b.cfg.bodyTimeoutStr+" seconds (FNCTL_BRIDGE_BODY_TIMEOUT)"))
+		return
+	case err != nil:
+		return // the client went away mid-body
 	}
 
 	ctx := r.Context()
@@ -204,11 +214,19 @@ func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		iv.event = body
 	}
 
+	if b.queued.Add(1) > b.cfg.maxQueue {
+		b.queued.Add(-1)
+		b.writeQueueFull(w)
+		return
+	}
 	select {
 	case b.queue <- iv:
+		b.queued.Add(-1)
 	case <-iv.clientGone:
+		b.queued.Add(-1)
 		return // dropped from the queue
 	case <-b.abort:
+		b.queued.Add(-1)
 		b.writeResult(w, shuttingDownResult())
 		return
 	}
@@ -247,35 +265,25 @@ func (b *bridge) writeResult(w http.ResponseWriter, res result) {
 	putBuf(res.buf)
 }
 
-// readLimited reads a request body of at most limit bytes, reading no more
-// than limit+1. ok is false if the body is too large (body != nil or the
-// declared length too large) or could not be read (body == nil).
-func readLimited(r io.Reader, contentLength, limit int64) (body []byte, ok bool) {
-	if contentLength == 0 {
-		return nil, true
+// readBody reads the request body, up to MAX_REQUEST_BYTES and within the
+// body deadline.
+func (b *bridge) readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength == 0 || r.ContentLength > b.cfg.maxBytes {
+		return readBody(r.Body, r.ContentLength, b.cfg.maxBytes)
 	}
-	if contentLength > limit {
-		return nil, false
-	}
-	if contentLength > 0 {
-		body = make([]byte, contentLength)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, false
-		}
-		return body, true
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, 512))
-	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, false
-	}
-	if int64(buf.Len()) > limit {
-		return buf.Bytes(), false
-	}
-	if buf.Len() == 0 {
-		return nil, true
-	}
-	return buf.Bytes(), true
+	// A deadline that passes just as the body ends can still cancel the
+	// request (net/http's read after a body's end sees it): a window of
+	// microseconds after FNCTL_BRIDGE_BODY_TIMEOUT, where the request was
+	// late anyway.
+	lift := bodyDeadline(r, b.cfg.bodyTimeout)
+	defer lift()
+	return readBody(r.Body, r.ContentLength, b.cfg.maxBytes)
+}
+
+func (b *bridge) writeQueueFull(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, lambdaErrorJSON("ServiceUnavailable",
+		"too many requests are waiting for the function ("+strconv.FormatInt(b.cfg.maxQueue, 10)+", FNCTL_BRIDGE_MAX_QUEUE)"))
 }
 
 // setOnce sets *p to 1 and reports whether it was 0.

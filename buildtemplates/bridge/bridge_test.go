@@ -579,11 +579,14 @@ func TestAPIGatewayResponseMapping(t *testing.T) {
 
 func TestMisconfiguration(t *testing.T) {
 	cases := map[string][]string{
-		"invalid INVOKER_COUNT":    {"INVOKER_COUNT=abc"},
-		"invalid PORT":             {"PORT=99999"},
-		"invalid FUNCTION_TIMEOUT": {"FUNCTION_TIMEOUT=-1"},
-		"invalid EVENT":            {"EVENT=SQS"},
-		"no bootstrap found":       {"BOOTSTRAP=/nonexistent/bootstrap"},
+		"invalid INVOKER_COUNT":                {"INVOKER_COUNT=abc"},
+		"invalid PORT":                         {"PORT=99999"},
+		"invalid FUNCTION_TIMEOUT":             {"FUNCTION_TIMEOUT=-1"},
+		"invalid EVENT":                        {"EVENT=SQS"},
+		"no bootstrap found":                   {"BOOTSTRAP=/nonexistent/bootstrap"},
+		"invalid FNCTL_BRIDGE_MAX_CONNECTIONS": {"FNCTL_BRIDGE_MAX_CONNECTIONS=0"},
+		"invalid FNCTL_BRIDGE_MAX_QUEUE":       {"FNCTL_BRIDGE_MAX_QUEUE=many"},
+		"invalid FNCTL_BRIDGE_BODY_TIMEOUT":    {"FNCTL_BRIDGE_BODY_TIMEOUT=0"},
 	}
 	for want, env := range cases {
 		var out, errb bytes.Buffer

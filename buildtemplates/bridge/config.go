@@ -25,6 +25,11 @@ type config struct {
 	maxBytes   int64
 	apiGateway bool
 
+	maxConns       int           // open public connections
+	maxQueue       int64         // public requests waiting for an invoker
+	bodyTimeout    time.Duration // to receive a request body
+	bodyTimeoutStr string
+
 	functionName string
 	arn          string
 	baseEnv      []string // environment for bootstraps, minus per-invoker vars
@@ -36,6 +41,14 @@ const (
 	defaultTimeout  = 300.0
 	defaultMaxBytes = 6291456
 	maxInvokers     = 1024
+
+	// Enough for the Knative autoscaling demo's `hey -c 1000` on one
+	// container, all queued behind a few invokers; a slow connection costs
+	// about 40 KiB.
+	defaultMaxConns    = 2048
+	defaultMaxQueue    = 1024
+	defaultBodyTimeout = 60.0 // a 6 MB body at 100 kB/s
+	maxLimit           = 1 << 20
 )
 
 // envMap is a lookup over a KEY=VALUE list; later entries win, as in exec.
@@ -79,25 +92,31 @@ func loadConfig(args []string, environ []string) (*config, error) {
 		c.port = p
 	}
 
-	c.invokers = defaultInvokers
-	if v := strings.TrimSpace(env.get("INVOKER_COUNT")); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxInvokers {
-			return nil, fmt.Errorf("invalid INVOKER_COUNT %q: want an integer 1-%d", v, maxInvokers)
-		}
-		c.invokers = n
+	var err error
+	if c.invokers, err = intSetting(env, "INVOKER_COUNT", defaultInvokers, maxInvokers); err != nil {
+		return nil, err
 	}
+	if c.maxConns, err = intSetting(env, "FNCTL_BRIDGE_MAX_CONNECTIONS", defaultMaxConns, maxLimit); err != nil {
+		return nil, err
+	}
+	maxQueue, err := intSetting(env, "FNCTL_BRIDGE_MAX_QUEUE", defaultMaxQueue, maxLimit)
+	if err != nil {
+		return nil, err
+	}
+	c.maxQueue = int64(maxQueue)
 
-	secs := defaultTimeout
-	if v := strings.TrimSpace(env.first("FUNCTION_TIMEOUT", "AWS_LAMBDA_FUNCTION_TIMEOUT")); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > 1e6 {
-			return nil, fmt.Errorf("invalid FUNCTION_TIMEOUT %q: want a positive number of seconds", v)
-		}
-		secs = f
+	secs, err := secondsSetting(env.first("FUNCTION_TIMEOUT", "AWS_LAMBDA_FUNCTION_TIMEOUT"), "FUNCTION_TIMEOUT", defaultTimeout)
+	if err != nil {
+		return nil, err
 	}
 	c.timeout = time.Duration(secs * float64(time.Second))
 	c.timeoutStr = strconv.FormatFloat(secs, 'f', 2, 64)
+	bodySecs, err := secondsSetting(env.get("FNCTL_BRIDGE_BODY_TIMEOUT"), "FNCTL_BRIDGE_BODY_TIMEOUT", defaultBodyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.bodyTimeout = time.Duration(bodySecs * float64(time.Second))
+	c.bodyTimeoutStr = strconv.FormatFloat(bodySecs, 'f', -1, 64)
 
 	c.maxBytes = defaultMaxBytes
 	if v := strings.TrimSpace(env.get("MAX_REQUEST_BYTES")); v != "" {
@@ -139,6 +158,32 @@ func loadConfig(args []string, environ []string) (*config, error) {
 	c.arn = "arn:aws:lambda:" + region + ":000000000000:function:" + c.functionName
 	c.baseEnv = c.bootstrapEnv(environ, env, region, secs)
 	return c, nil
+}
+
+// intSetting reads an integer 1-max from the environment variable name.
+func intSetting(env envMap, name string, def, max int) (int, error) {
+	v := strings.TrimSpace(env.get(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, fmt.Errorf("invalid %s %q: want an integer 1-%d", name, v, max)
+	}
+	return n, nil
+}
+
+// secondsSetting reads a positive number of seconds (fractions allowed).
+func secondsSetting(v, name string, def float64) (float64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > 1e6 {
+		return 0, fmt.Errorf("invalid %s %q: want a positive number of seconds", name, v)
+	}
+	return f, nil
 }
 
 // resolveBootstrap picks the bootstrap command: argv, then $BOOTSTRAP, then

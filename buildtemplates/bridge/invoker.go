@@ -324,6 +324,9 @@ func (inv *invoker) post(c *rtConn, r *rtRequest, id []byte, isError bool) {
 	limit := b.cfg.maxBytes
 	buf := getBuf()
 	if cl := r.contentLength(); cl > 0 && cl <= limit {
+		if cl > 1<<20 {
+			cl = 1 << 20 // more as it arrives
+		}
 		buf.Grow(int(cl))
 	}
 	_, err := buf.ReadFrom(io.LimitReader(&r.body, limit+1))
@@ -378,7 +381,7 @@ func (inv *invoker) post(c *rtConn, r *rtRequest, id []byte, isError bool) {
 }
 
 func (inv *invoker) initError(c *rtConn, r *rtRequest) {
-	body, _ := readLimited(&r.body, -1, 1<<20)
+	body, _ := readBody(&r.body, -1, 1<<20)
 	_, errType, msg := errorPayload(body, r.errType)
 	inv.mu.Lock()
 	polled := inv.gen != nil && inv.gen.polled

@@ -28,12 +28,13 @@ var version = "0.1.0"
 var testHook func(*bridge)
 
 const (
-	soReusePort  = 0xf // SO_REUSEPORT on linux (amd64, arm64, ...); not in package syscall
-	maxDrain     = 30 * time.Second
-	termGrace    = 2 * time.Second
-	exitFatal    = 1
-	exitMisconf  = 2
-	readyMessage = "fnctl-bridge: ready on %s with %d invokers\n"
+	soReusePort   = 0xf // SO_REUSEPORT on linux (amd64, arm64, ...); not in package syscall
+	maxDrain      = 30 * time.Second
+	headerTimeout = 30 * time.Second // for a public request's header
+	termGrace     = 2 * time.Second
+	exitFatal     = 1
+	exitMisconf   = 2
+	readyMessage  = "fnctl-bridge: ready on %s with %d invokers\n"
 )
 
 func main() {
@@ -124,12 +125,15 @@ func run(args, environ []string, stdout, stderr io.Writer, sigs <-chan os.Signal
 	srv := &http.Server{
 		Handler: b,
 		// No ReadTimeout/WriteTimeout: a legitimate request may queue and
-		// then run for up to FUNCTION_TIMEOUT.
-		ReadHeaderTimeout: 30 * time.Second,
+		// then run for up to FUNCTION_TIMEOUT (and ReadTimeout would cancel
+		// it: net/http's read after the body would time out). The body
+		// has its own deadline (bridge.readBody).
+		ReadHeaderTimeout: headerTimeout,
 		IdleTimeout:       5 * time.Minute,
+		ConnContext:       withConn,
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(newConnLimiter(ln, cfg.maxConns)) }()
 	fmt.Fprintf(stdout, readyMessage, ln.Addr().String(), cfg.invokers)
 	go b.releaseMemoryWhenIdle(10 * time.Second)
 
