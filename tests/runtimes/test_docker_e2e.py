@@ -226,6 +226,16 @@ def test_go_echo_with_go_mod_and_api_gateway(service, tmp_path):
     assert r.text == "Hello Gopher! (GET /hi)"
 
 
+def test_go_response_streamed_one_byte_per_write(service):
+    """300,000 one-byte chunks through the real bridge (issue 9: chunk lines once counted as header bytes)."""
+    url = deploy(service(), FIXTURES / "go-stream", "go")["url"]
+    n = 300_000
+    r = http(url, json.dumps({"bytes": n}), timeout=120)
+    assert r.status == 200, r.body[:300]
+    assert len(r.body) == n
+    assert r.body == bytes(ord("a") + i % 26 for i in range(n))
+
+
 @pytest.mark.skipif(not os.environ.get("FNCTL_TEST_GOPROXY"),
                     reason="examples/go-lambda downloads github.com/aws/aws-lambda-go; set FNCTL_TEST_GOPROXY to a "
                            "reachable Go module proxy to run it")
