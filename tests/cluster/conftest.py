@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-KNATIVE = Path(__file__).resolve().parents[2].parent / "shared" / "knative"
+KNATIVE = Path(__file__).resolve().parents[1] / "data" / "knative"   # see its README.md
 
 
 def _strict(schema):
@@ -43,7 +43,7 @@ def _strict(schema):
 
 @functools.cache
 def service_schema() -> dict:
-    crd = yaml.safe_load((KNATIVE / "crd-service.yaml").read_text())
+    crd = yaml.safe_load((KNATIVE / "300-resources" / "service.yaml").read_text())
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     return _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
 

@@ -81,7 +81,7 @@ def test_the_strict_schema_catches_a_misspelt_field():
 
 def test_autoscaling_settings_are_documented_by_the_autoscaler_configmap():
     # config-autoscaler documents the cluster-wide defaults our per-revision annotations override.
-    data = yaml.safe_load((KNATIVE / "configmap-autoscaler.yaml").read_text())["data"]["_example"]
+    data = yaml.safe_load((KNATIVE / "configmaps" / "autoscaler.yaml").read_text())["data"]["_example"]
     for key in ("min-scale", "max-scale", "container-concurrency-target-default"):
         assert key in data
     assert knative.MIN_SCALE.split("/")[1] == "min-scale"

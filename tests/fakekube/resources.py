@@ -63,16 +63,19 @@ KNATIVE_GROUP = "serving.knative.dev"
 
 KNATIVE = [
     ResourceType(KNATIVE_GROUP, "v1", "services", "Service", singular="service", short_names=("kservice", "ksvc"),
-                 status_subresource=True, generation=True, subresources=("status",), crd_file="crd-service.yaml",
+                 status_subresource=True, generation=True, subresources=("status",),
+                 crd_file="300-resources/service.yaml",
                  categories=("all", "knative", "serving")),
     ResourceType(KNATIVE_GROUP, "v1", "configurations", "Configuration", singular="configuration",
                  short_names=("config", "cfg"), status_subresource=True, generation=True, subresources=("status",),
-                 crd_file="crd-configuration.yaml", categories=("all", "knative", "serving")),
+                 crd_file="300-resources/configuration.yaml", categories=("all", "knative", "serving")),
     ResourceType(KNATIVE_GROUP, "v1", "revisions", "Revision", singular="revision", short_names=("rev",),
-                 status_subresource=True, generation=True, subresources=("status",), crd_file="crd-revision.yaml",
+                 status_subresource=True, generation=True, subresources=("status",),
+                 crd_file="300-resources/revision.yaml",
                  categories=("all", "knative", "serving")),
     ResourceType(KNATIVE_GROUP, "v1", "routes", "Route", singular="route", short_names=("rt",),
-                 status_subresource=True, generation=True, subresources=("status",), crd_file="crd-route.yaml",
+                 status_subresource=True, generation=True, subresources=("status",),
+                 crd_file="300-resources/route.yaml",
                  categories=("all", "knative", "serving")),
 ]
 
