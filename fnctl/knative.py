@@ -31,14 +31,21 @@ CONTEXT_ANNOTATION = "fnctl.dev/context"      # digest of the function's build c
 MIN_SCALE = "autoscaling.knative.dev/min-scale"
 MAX_SCALE = "autoscaling.knative.dev/max-scale"
 TARGET = "autoscaling.knative.dev/target"
+AUTOSCALING_PREFIX = "autoscaling.knative.dev/"
 UPDATE_RETRIES = 5
+
+
+def _autoscaling(key: str) -> bool:
+    return key.startswith(AUTOSCALING_PREFIX)
 
 
 def service_manifest(request: DeployRequest, namespace: str, image: str, *, template: str,
                      source: str, context_digest: str | None = None) -> dict:
     """The Service for `request`, running `image` (by digest) on port 8080."""
     labels = {**request.labels, MANAGED_BY[0]: MANAGED_BY[1], SERVICE_LABEL: request.name}
-    annotations = {**request.annotations, TEMPLATE_ANNOTATION: template, SOURCE_ANNOTATION: source}
+    # Knative's webhook refuses autoscaling annotations on the Service: they only work per revision.
+    annotations = {**{k: v for k, v in request.annotations.items() if not _autoscaling(k)},
+                   TEMPLATE_ANNOTATION: template, SOURCE_ANNOTATION: source}
     if context_digest:
         annotations[CONTEXT_ANNOTATION] = context_digest
     revision_annotations = dict(request.annotations)

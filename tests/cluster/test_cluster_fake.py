@@ -87,6 +87,18 @@ def test_deploy_builds_creates_waits_and_returns_the_url(fake, function_dir):
     assert watches
 
 
+def test_autoscaling_annotations_go_on_the_revision_template_only(fake, function_dir):
+    """Knative's webhook refuses autoscaling.knative.dev/* on the Service's own metadata (the fake enforces it
+    as knative/serving pkg/apis/serving/metadata_validation.go does); other annotations go on both."""
+    ann = {"autoscaling.knative.dev/window": "30s", "autoscaling.knative.dev/metric": "rps", "owner": "me"}
+    ClusterTarget().deploy(request(function_dir, annotations=ann), Recorder())
+    ksvc = fake.get("services.serving.knative.dev", "hello")
+    template = ksvc["spec"]["template"]["metadata"]["annotations"]
+    assert template["autoscaling.knative.dev/window"] == "30s" and template["autoscaling.knative.dev/metric"] == "rps"
+    assert not [k for k in ksvc["metadata"]["annotations"] if k.startswith("autoscaling.knative.dev/")]
+    assert ksvc["metadata"]["annotations"]["owner"] == template["owner"] == "me"
+
+
 def test_redeploy_makes_a_new_revision_with_the_same_url(fake, function_dir):
     target = ClusterTarget()
     first = target.deploy(request(function_dir), Recorder())

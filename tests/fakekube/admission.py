@@ -306,8 +306,27 @@ def knative_schema(rt, obj: dict, field_validation: str | None) -> list[str]:
     return [f'unknown field "{u}"' for u in unknown]
 
 
+AUTOSCALING_GROUP = "autoscaling.knative.dev"
+
+
+def _autoscaling_annotations_misplaced(rt, obj: dict) -> str | None:
+    """Knative keeps autoscaling annotations off Services and Configurations: they only work on the
+    revision template. serving.ValidateObjectMetadata(ctx, meta, allowAutoscalingAnnotations=false) in
+    knative/serving pkg/apis/serving/metadata_validation.go (called from Service.Validate in
+    pkg/apis/serving/v1/service_validation.go), one apis.ErrInvalidKeyName per key, each rendered by
+    knative.dev/pkg apis.FieldError.Error() as "<message>: <path>\n<details>"."""
+    if rt.plural not in ("services", "configurations"):
+        return None
+    keys = sorted(k for k in (obj["metadata"].get("annotations") or {}) if k.startswith(AUTOSCALING_GROUP))
+    return "\n".join(f'invalid key name "{k}": metadata.annotations\nautoscaling annotations must be put under '
+                     '"spec.template.metadata.annotations" to work' for k in keys) or None
+
+
 def knative_webhook_validate(rt, obj: dict, old: dict | None):
     name = obj["metadata"].get("name", "")
+    misplaced = _autoscaling_annotations_misplaced(rt, obj)
+    if misplaced:
+        raise webhook_denied(misplaced)
     if rt.plural == "services" or rt.plural == "configurations" or rt.plural == "routes":
         if len(name) > 63:
             raise webhook_denied("not a DNS 1035 label: [must be no more than 63 characters]: metadata.name")

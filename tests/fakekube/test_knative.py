@@ -122,3 +122,27 @@ def test_traffic_split_and_tags(cluster, api):
         {"latestRevision": False, "percent": 90, "revisionName": "hello-00001"},
         {"tag": "canary", "url": "http://canary-hello.default.example.com", "latestRevision": True,
          "percent": 10, "revisionName": "hello-00002"}]
+
+
+def test_autoscaling_annotations_are_refused_on_the_service_like_knatives_webhook(cluster, api):
+    """knative/serving pkg/apis/serving/metadata_validation.go: ValidateHasNoAutoscalingAnnotation for
+    Service and Configuration metadata; the revision template may carry them."""
+    import json
+
+    import pytest
+    from kubernetes.client.exceptions import ApiException
+
+    co = client.CustomObjectsApi(api)
+    bad = ksvc(annotations={"autoscaling.knative.dev/min-scale": "1", "note": "fine"})
+    with pytest.raises(ApiException) as e:
+        co.create_namespaced_custom_object(G, V, "default", "services", bad)
+    assert e.value.status == 400
+    assert json.loads(e.value.body)["message"] == (
+        'admission webhook "validation.webhook.serving.knative.dev" denied the request: validation failed: '
+        'invalid key name "autoscaling.knative.dev/min-scale": metadata.annotations\n'
+        'autoscaling annotations must be put under "spec.template.metadata.annotations" to work')
+    good = ksvc()
+    good["spec"]["template"]["metadata"] = {"annotations": {"autoscaling.knative.dev/min-scale": "1"}}
+    co.create_namespaced_custom_object(G, V, "default", "services", good)
+    svc, _ = wait_final(co, "hello", 1)
+    assert svc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "1"
