@@ -2,9 +2,12 @@
 
 The build context is the same reproducible gzip tar the local target uses.
 A small one (<= ~900 KiB) travels in a ConfigMap mounted into the pod; a
-larger one is streamed into an `upload` init container with `tar` over a pod
-exec, after which the init container ends and kaniko reads it from a shared
-emptyDir. kaniko writes the pushed image's digest to /dev/termination-log,
+larger one is streamed into an `upload` init container over a pod exec of
+`head -c N | tar -x`, which ends after exactly N bytes with stdin still open
+(WebSocket v4 exec has no stdin close, and busybox tar reads to the end of
+its input); only then does it write the done marker, beside the context and
+not inside the tar, and the init container ends and kaniko reads the context
+from a shared emptyDir. kaniko writes the pushed image's digest to /dev/termination-log,
 so it comes back in the container's termination message.
 
 The pod and its ConfigMap are deleted whatever happens (the ConfigMap is
@@ -17,6 +20,7 @@ import base64
 import io
 import re
 import secrets
+import shlex
 import tarfile
 import time
 from collections import deque
@@ -137,9 +141,8 @@ def pod_manifest(spec: BuildSpec, namespace: str, options: BuildOptions) -> dict
     pod_spec: dict = {"restartPolicy": "Never", "automountServiceAccountToken": False,
                       "containers": [kaniko], "volumes": volumes}
     if not spec.small:
-        wait = f"until [ -e {CONTEXT_DIR}/{DONE_MARKER} ]; do sleep 1; done"
         pod_spec["initContainers"] = [{
-            "name": UPLOADER, "image": options.init_image, "command": ["sh", "-c", wait],
+            "name": UPLOADER, "image": options.init_image, "command": wait_command(),
             "volumeMounts": [{"name": "context", "mountPath": CONTEXT_DIR}]}]
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": spec.pod_name, "namespace": namespace, "labels": labels(spec),
@@ -169,14 +172,33 @@ def secret_manifest(spec: BuildSpec, namespace: str, owner: dict | None = None) 
 
 
 def upload_tar(context: BuildContext) -> bytes:
-    """What is streamed into the upload container: the context file, then the done marker."""
+    """What is streamed into the upload container: a tar of the one context file.
+
+    tar (not the bare file) so that a cut-off stream fails the extraction instead of
+    leaving a short file behind the done marker.
+    """
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in ((CONTEXT_FILE, context.data), (DONE_MARKER, b"")):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo(CONTEXT_FILE)
+        info.size, info.mode, info.mtime = len(context.data), 0o644, 0
+        tar.addfile(info, io.BytesIO(context.data))
     return raw.getvalue()
+
+
+def upload_command(size: int, directory: str = CONTEXT_DIR) -> list[str]:
+    """The exec that receives upload_tar's `size` bytes on stdin and then writes the done marker.
+
+    `head -c` ends after exactly `size` bytes whether or not stdin is ever closed, so tar
+    sees its end of input; the marker is written only when tar succeeded.
+    """
+    where = shlex.quote(directory)
+    return ["sh", "-c", f"head -c {int(size)} | tar -xf - -C {where} && touch {where}/{DONE_MARKER}"]
+
+
+def wait_command(directory: str = CONTEXT_DIR) -> list[str]:
+    """The upload container: wait for the done marker. The last second lets the exec that
+    wrote the marker end (and report its exit code) before the container's end kills it."""
+    return ["sh", "-c", f"until [ -e {shlex.quote(directory)}/{DONE_MARKER} ]; do sleep 1; done; sleep 1"]
 
 
 # -- running ----------------------------------------------------------------
@@ -272,11 +294,15 @@ class KanikoBuilder:
 
     def _upload(self, spec: BuildSpec) -> None:
         data = upload_tar(spec.context)
-        code, err = self.kube.exec_upload(spec.pod_name, UPLOADER, ["tar", "-xf", "-", "-C", CONTEXT_DIR], data)
-        if code not in (0, None):
-            raise BuildError(f"uploading the build context into {spec.pod_name} failed (tar exit {code}): "
-                             f"{err.strip()[-300:]}",
-                             f"the upload container image ({self.options.init_image}) needs sh and tar")
+        code, err = self.kube.exec_upload(spec.pod_name, UPLOADER, upload_command(len(data)), data)
+        said = f": {err.strip()[-300:]}" if err.strip() else ""
+        if code is None:        # no exit status: nothing says the context arrived whole
+            raise BuildError(f"uploading the build context into {spec.pod_name} failed: the exec ended "
+                             f"without an exit status{said}",
+                             "deploy again; if it persists, check the API server's and the node's health")
+        if code != 0:
+            raise BuildError(f"uploading the build context into {spec.pod_name} failed (exit {code}){said}",
+                             f"the upload container image ({self.options.init_image}) needs sh, head and tar")
 
     def _stream_log(self, spec: BuildSpec, deadline: float, tail: deque[str]) -> None:
         self.reporter.phase("build", f"kaniko in pod {spec.pod_name}")

@@ -263,12 +263,37 @@ class Kube:
                     err += ws.read_stderr()
             if ws.is_open():
                 return None, "the upload did not finish in time"
-            code = ws.returncode
+            code, status = exit_status(ws.read_channel(3))      # channel 3: the exec's Status
         finally:
             ws.close()
         if isinstance(err, bytes):
             err = err.decode("utf-8", "replace")
-        return code, err
+        return code, "\n".join(part for part in (err.strip(), status) if part)
+
+
+def exit_status(text) -> tuple[int | None, str]:
+    """(exit code, message) from an exec's Status (its channel 3); code None when it names none.
+
+    Success is 0; a failure carries the code as an ExitCode cause. A missing or cut-off
+    status, or a failure without that cause (the container went away, the API server
+    broke off), has no exit code: it never raises, unlike the client's own `returncode`.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        status = json.loads(text) if text else None
+    except ValueError:
+        status = None
+    if not isinstance(status, dict):
+        return None, ""
+    message = str(status.get("message") or "")
+    if status.get("status") == "Success":
+        return 0, ""
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
+            with contextlib.suppress(TypeError, ValueError):
+                return int(cause.get("message")), message
+    return None, message
 
 
 def _close(resp) -> None:

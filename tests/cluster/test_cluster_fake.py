@@ -228,13 +228,28 @@ def test_small_context_goes_in_a_configmap(fake, function_dir):
     assert len(posts(fake, "configmaps")) >= 2       # one per build (plus the runtime marker)
 
 
-def test_large_context_is_uploaded_into_the_init_container(fake, function_dir):
+@pytest.mark.parametrize("protocols", [None, ["v4.channel.k8s.io"]], ids=["v5", "v4-no-stdin-close"])
+def test_large_context_is_uploaded_into_the_init_container(fake, function_dir, protocols):
+    """Over WebSocket v4 (API servers before 1.30) stdin never closes: the upload must end by itself, and the
+    init container must not see a done marker while the exec still runs (its end would kill the exec)."""
+    if protocols:
+        fake.exec_protocols = protocols
     (function_dir / "blob.bin").write_bytes(os.urandom(1200 * 1024))     # incompressible
-    ClusterTarget().deploy(request(function_dir), Recorder())
+    ClusterTarget(build_timeout=60).deploy(request(function_dir), Recorder())
     assert len(fake.uploaded_contexts) == 1
     (pod,) = fake.uploaded_contexts
     assert pod in fake.built_contexts and len(fake.built_contexts[pod]) > 1024 * 1024
     assert any(r[1].endswith(f"/pods/{pod}/exec") for r in fake.requests)
+    assert wait_gone(fake) == []
+
+
+@pytest.mark.parametrize("status", ["none", "no-exit-code"])
+def test_an_upload_without_an_exit_status_is_a_failure(fake, function_dir, status):
+    fake.exec_status = status
+    (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))
+    with pytest.raises(errors.BuildError) as info:
+        ClusterTarget(build_timeout=60).deploy(request(function_dir), Recorder())
+    assert "the exec ended without an exit status" in info.value.message
     assert wait_gone(fake) == []
 
 

@@ -45,6 +45,9 @@ class FakeCluster:
         self.reject_tokens = False
         self.bookmark_interval = 1.0
         self.exec_protocols = list(EXEC_PROTOCOLS)
+        # "normal"; "none": an exec's stream ends without a Status; "no-exit-code": a Failure Status
+        # with no ExitCode cause (as when the container is gone): a client must not take either as success
+        self.exec_status = "normal"
         self._forbidden: list[tuple[str, object, str | None]] = []
         self._req_lock = threading.Lock()
         self._stopping = False

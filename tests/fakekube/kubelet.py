@@ -43,6 +43,7 @@ class ContainerRuntime:
         self.started = False
         self.terminated = False
         self.running = False
+        self.execs: list[ExecStdin] = []       # stdin of the execs running in it
 
 
 class PodRuntime:
@@ -62,6 +63,65 @@ class PodRuntime:
         self.deleting = False
         self.done = False
         self.thread: threading.Thread | None = None
+
+
+class Killed(Exception):
+    """The exec's container ended while the exec ran: its processes die with it (exit 137)."""
+
+
+class ExecStdin:
+    """An exec's stdin as it arrives over the WebSocket: a read blocks until its bytes are there,
+    stdin ends (v5 close, or the client hangs up), or the container ends under the process."""
+
+    def __init__(self, data: bytes | None = None, on_data=None):
+        self._buf = bytearray(data or b"")
+        self._pos = 0
+        self._eof = data is not None
+        self._killed = False
+        self._on_data = on_data
+        self._cond = threading.Condition()
+
+    def feed(self, data: bytes):
+        with self._cond:
+            self._buf += data
+            self._cond.notify_all()
+        if self._on_data:
+            self._on_data(data)
+
+    def end(self):
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def kill(self):
+        with self._cond:
+            self._killed = True
+            self._cond.notify_all()
+
+    def read(self, n: int = -1) -> bytes:
+        """Like read(2) on a pipe: what has arrived, up to n bytes, waiting only while nothing has;
+        b"" at the end of stdin. n < 0 reads to the end of stdin."""
+        with self._cond:
+            while True:
+                if self._killed:
+                    raise Killed()
+                available = len(self._buf) - self._pos
+                if self._eof or (available and n >= 0):
+                    take = available if n < 0 else min(n, available)
+                    out = bytes(self._buf[self._pos:self._pos + take])
+                    self._pos += take
+                    return out
+                self._cond.wait(0.5)
+
+    def read_exactly(self, n: int) -> bytes:
+        """n bytes, or fewer at the end of stdin (what head -c N reads)."""
+        out = b""
+        while len(out) < n:
+            chunk = self.read(n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
 
 
 class Kubelet:
@@ -315,6 +375,8 @@ class Kubelet:
                 return
             cr.running = False
             cr.terminated = True
+            for stdin in list(cr.execs):    # the container's end kills what still runs in it
+                stdin.kill()
             fin = now_rfc3339()
             rest = [c.name for c in inits[i + 1:]]
 
@@ -792,33 +854,44 @@ class Kubelet:
             raise bad_request(f'unable to upgrade connection: container not found ("{container}")')
         return container
 
-    def run_exec(self, ns, name, container, argv, stdin: bytes | None):
+    def exec_stdin(self, name, streaming: bool) -> ExecStdin:
+        """A stdin for an exec into pod `name`; what arrives is also kept in cluster.uploaded_contexts."""
+        def keep(data):
+            self.cluster.uploaded_contexts[name] = self.cluster.uploaded_contexts.get(name, b"") + data
+        return ExecStdin(None if streaming else b"", on_data=keep)
+
+    def run_exec(self, ns, name, container, argv, stdin: ExecStdin | bytes | None):
+        """Run the command as its process would: it reads stdin as the bytes arrive (a pipe), and dies
+        with exit 137 if its container ends first. Returns (exit code, stdout, stderr)."""
+        if not isinstance(stdin, ExecStdin):
+            given = stdin or b""
+            stdin = self.exec_stdin(name, streaming=True)
+            if given:
+                stdin.feed(given)
+            stdin.end()
         rtm = self.pods.get((ns, name))
         if rtm is None:
             return 1, b"", b"pod not found\n"
         if not container:
             container = next(c.name for c in rtm.containers.values() if not c.init)
         cr = rtm.containers[container]
-        if stdin:
-            prev = self.cluster.uploaded_contexts.get(name, b"")
-            self.cluster.uploaded_contexts[name] = prev + stdin
-        self._log(f"kubelet: exec in {ns}/{name}[{container}]: {argv} (stdin {len(stdin or b'')} bytes)")
-        shell = _ExecShell(self, rtm, cr, stdin or b"")
+        self._log(f"kubelet: exec in {ns}/{name}[{container}]: {argv}")
+        shell = _ExecShell(self, rtm, cr, stdin)
+        cr.execs.append(stdin)
         try:
+            if not cr.running:          # ended between the upgrade and now
+                raise Killed()
             if len(argv) >= 3 and posixpath.basename(argv[0]) in ("sh", "bash", "ash") and argv[1] == "-c":
                 code = shell.script(argv[2])
             else:
                 code = shell.run(list(argv))
+        except Killed:
+            code = 137
         except Exception as e:  # a command the fake does not understand
             shell.err += f"fakekube: {e}\n".encode()
             code = 1
-        # the "upload done" marker convention: any command mentioning a marker a waiting init container watches
-        text = " ".join(argv)
-        for other in rtm.containers.values():
-            marker = _wait_marker(other.spec) if other.init else None
-            if marker and (marker in text or ("upload-done" in text and "upload-done" in marker)) and code == 0:
-                if not self._exists(rtm, other, marker):
-                    self._write(rtm, other, marker, b"")
+        finally:
+            cr.execs.remove(stdin)
         self._notify()
         return code, shell.out, shell.err
 
@@ -830,7 +903,7 @@ class _Gone(Exception):
 class _ExecShell:
     """Just enough of sh for the commands fnctl sends: tar -x, cat >, touch, mkdir, echo, test, ls, rm."""
 
-    def __init__(self, kubelet, rtm, cr, stdin):
+    def __init__(self, kubelet, rtm, cr, stdin: ExecStdin):
         self.k, self.rtm, self.cr, self.stdin = kubelet, rtm, cr, stdin
         self.out, self.err = b"", b""
 
@@ -841,9 +914,24 @@ class _ExecShell:
                 continue
             if op == "||" and code == 0:
                 continue
-            code = self.run(shlex.split(stmt))
+            code = self.pipeline(stmt)
             if code == -1000:
                 return self._exit
+        return code
+
+    def pipeline(self, stmt):
+        """a | b | c: each stage's output is the next one's stdin; the last stage's exit code counts.
+        Stages run one after the other, which is what a pipe gives commands that read to their end
+        of input or a fixed count (head -c)."""
+        stages = _split_pipes(stmt)
+        stdin, out, code = self.stdin, self.out, 0
+        for i, stage in enumerate(stages):
+            last = i == len(stages) - 1
+            self.out = out if last else b""
+            code = self.run(shlex.split(stage))
+            if not last:
+                self.stdin = ExecStdin(self.out)        # the stage's whole output, then its end
+        self.stdin = stdin
         return code
 
     def run(self, argv):
@@ -883,7 +971,7 @@ class _ExecShell:
         if cmd == "cat":
             files = [a for a in args if a != "-"]
             if not files:
-                data = self.stdin
+                data = self.stdin.read()
             else:
                 data = b""
                 for f in files:
@@ -898,7 +986,7 @@ class _ExecShell:
                 self.out += data
             return 0
         if cmd == "base64" and ("-d" in args or "--decode" in args):
-            data = base64.b64decode(self.stdin)
+            data = base64.b64decode(self.stdin.read())
             if redirect:
                 k._write(rtm, cr, redirect, data)
             else:
@@ -932,6 +1020,13 @@ class _ExecShell:
             return 0
         if cmd == "tar":
             return self._tar(args)
+        if cmd == "head" and len(args) == 2 and args[0] == "-c":
+            data = self.stdin.read_exactly(int(args[1]))
+            if redirect:
+                k._write(rtm, cr, redirect, data)
+            else:
+                self.out += data
+            return 0
         self.err += f"sh: {cmd}: not found\n".encode()
         return 127
 
@@ -968,7 +1063,9 @@ class _ExecShell:
         if "x" not in flags:
             self.err += b"tar: only extraction is emulated by fakekube\n"
             return 2
-        data = self.stdin if src == "-" else k._read(rtm, cr, src)
+        if src == "-":
+            return self._untar_stream(dest)
+        data = k._read(rtm, cr, src)
         if data is None:
             self.err += f"tar: {src}: Cannot open: No such file or directory\n".encode()
             return 2
@@ -981,6 +1078,26 @@ class _ExecShell:
             k._write(rtm, cr, posixpath.join(dest, rel), content)
         vol, rel = k._resolve(rtm, cr, dest)
         rtm.archives[(vol, rel.strip("/"))] = data
+        return 0
+
+    def _untar_stream(self, dest):
+        """tar -xf - as busybox runs it: each entry is written as soon as it has arrived, and tar then
+        reads on to the end of its input (a stdin that is never closed keeps it running)."""
+        k, rtm, cr = self.k, self.rtm, self.cr
+        seen = _Recorded(self.stdin)
+        try:
+            with tarfile.open(fileobj=seen, mode="r|*") as tf:
+                for member in tf:
+                    if member.isfile():
+                        name = posixpath.normpath(member.name).lstrip("/")
+                        k._write(rtm, cr, posixpath.join(dest, name), tf.extractfile(member).read())
+                        k._notify()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            self.err += f"tar: short read ({e})\n".encode()
+            return 1
+        seen.read()                 # busybox tar reads to the end of its input
+        vol, rel = k._resolve(rtm, cr, dest)
+        rtm.archives[(vol, rel.strip("/"))] = bytes(seen.data)
         return 0
 
 
@@ -1010,6 +1127,36 @@ def _split_script(text):
         i += 1
     out.append((cur, op))
     return [(s.strip(), o) for s, o in out if s.strip()]
+
+
+class _Recorded:
+    """A file object over an exec's stdin that keeps what was read (the archive, for kaniko's tar://)."""
+
+    def __init__(self, stdin: ExecStdin):
+        self.stdin = stdin
+        self.data = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.stdin.read(n)
+        self.data += chunk
+        return chunk
+
+
+def _split_pipes(stmt: str) -> list[str]:
+    """The stages of `a | b` (a | outside quotes; || never reaches here)."""
+    out, cur, quote = [], "", None
+    for ch in stmt:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "|":
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    out.append(cur.strip())
+    return [s for s in out if s]
 
 
 def _is_kaniko(spec) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -516,19 +517,23 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         ws = WebSocket(self.rfile, self.wfile)
         v5 = proto == "v5.channel.k8s.io"
-        stdin_data = b""
-        eof = not stdin
-        client_gone = False
-        try:
-            while not eof:
-                op, data = ws.recv()
-                if op == OP_CLOSE:
-                    client_gone = True
-                    break
-                if op == OP_PING:
-                    ws.send(data, OP_PONG)
-                    continue
-                if op in (OP_BINARY, OP_TEXT) and data:
+        # The process reads its stdin as the frames arrive (a kubelet exec is a pipe), so a command
+        # that stops reading (head -c N) can end while the client still holds stdin open.
+        stdin_stream = c.kubelet.exec_stdin(name, streaming=stdin)
+        client_gone = threading.Event()
+
+        def read_frames():
+            try:
+                while True:
+                    op, data = ws.recv()
+                    if op == OP_CLOSE:
+                        client_gone.set()
+                        return
+                    if op == OP_PING:
+                        ws.send(data, OP_PONG)
+                        continue
+                    if op not in (OP_BINARY, OP_TEXT) or not data:
+                        continue
                     if proto in ("v2.channel.k8s.io", "channel.k8s.io") and op == OP_TEXT:
                         import base64
                         ch, payload = int(chr(data[0])), base64.b64decode(data[1:])
@@ -536,21 +541,34 @@ class Handler(BaseHTTPRequestHandler):
                         ch, payload = data[0], data[1:]
                     if v5 and ch == 255:
                         if payload[:1] == b"\x00":
-                            eof = True
+                            stdin_stream.end()
                         continue
-                    if ch == 0:
-                        stdin_data += payload
-        except (EOFError, OSError):
-            client_gone = True
-        code, out, err = c.kubelet.run_exec(ns, name, container, commands, stdin_data if stdin else None)
-        if client_gone:
+                    if ch == 0 and stdin:
+                        stdin_stream.feed(payload)
+            except (EOFError, OSError, ValueError):
+                client_gone.set()
+            finally:
+                stdin_stream.end()          # a hang-up ends stdin too
+
+        reader = threading.Thread(target=read_frames, name=f"exec-{name}", daemon=True)
+        reader.start()
+        code, out, err = c.kubelet.run_exec(ns, name, container, commands, stdin_stream)
+        if client_gone.is_set():
             return
         try:
             if out:
                 ws.send(b"\x01" + out)
             if err:
                 ws.send(b"\x02" + err)
-            if code == 0:
+            if c.exec_status == "none":            # the stream ends without a Status
+                ws.close()
+                reader.join(timeout=2)
+                return
+            if c.exec_status == "no-exit-code":
+                status = {"metadata": {}, "status": "Failure", "reason": "InternalError",
+                          "message": "Internal error occurred: error executing command in container: "
+                                     "container is not running"}
+            elif code == 0:
                 status = {"metadata": {}, "status": "Success"}
             else:
                 status = {"metadata": {}, "status": "Failure",
@@ -560,9 +578,6 @@ class Handler(BaseHTTPRequestHandler):
                           "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
             ws.send(b"\x03" + json.dumps(status).encode())
             ws.close()
-            # wait briefly for the client's close frame so it reads everything
-            self.connection.settimeout(2)
-            with contextlib.suppress(Exception):
-                ws.recv()
+            reader.join(timeout=2)      # the client's close frame, so it reads everything
         except OSError:
             pass

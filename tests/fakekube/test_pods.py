@@ -240,6 +240,60 @@ def test_exec_upload_releases_init_container(cluster, api):
     assert cluster.built_contexts["up"] == ctx
 
 
+def _tar_of(files: dict) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def _waiting_pod(cluster, core, name):
+    init = {"name": "wait-upload", "image": "busybox:1.36",
+            "command": ["sh", "-c", "until [ -e /workspace/.done ]; do sleep 1; done"],
+            "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}]}
+    core.create_namespaced_pod("default", kaniko_pod(name, context="dir:///workspace",
+                                                     volume={"name": "workspace", "emptyDir": {}}, init=init))
+    deadline = time.time() + 3
+    while "running" not in (((cluster.get("pods", name).get("status") or {}).get("initContainerStatuses")
+                             or [{}])[0].get("state") or {}):
+        assert time.time() < deadline
+        time.sleep(0.02)
+
+
+def _exec_v4(core, name, command, data):
+    resp = stream(core.connect_get_namespaced_pod_exec, name, "default", container="wait-upload", command=command,
+                  stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False, binary=True)
+    assert resp.subprotocol == "v4.channel.k8s.io"
+    resp.write_stdin(data)          # v4: no way to close stdin; the command must end by itself
+    resp.run_forever(timeout=5)
+    assert not resp.is_open(), "the exec did not end"
+    status = json.loads(resp.read_channel(3))
+    resp.close()
+    return status
+
+
+def test_exec_streams_stdin_and_dies_with_its_container(cluster, api):
+    """busybox tar extracts each entry as it arrives and then reads on to the end of its input: with a marker
+    inside the tar, the init container ends while tar still waits, and the exec dies with it (137).
+    head -c N ends after N bytes, so the marker can be written after it."""
+    core = client.CoreV1Api(api)
+    cluster.exec_protocols = ["v4.channel.k8s.io"]
+    _waiting_pod(cluster, core, "old")
+    status = _exec_v4(core, "old", ["tar", "-xf", "-", "-C", "/workspace"],
+                      _tar_of({"Dockerfile": b"FROM scratch\n", ".done": b""}))
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "137"}]
+    _waiting_pod(cluster, core, "new")
+    data = _tar_of({"Dockerfile": b"FROM scratch\n"})
+    status = _exec_v4(core, "new", ["sh", "-c", f"head -c {len(data)} | tar -xf - -C /workspace && touch "
+                                                "/workspace/.done"], data)
+    assert status["status"] == "Success"
+    assert wait_phase(core, "new").status.phase == "Succeeded"
+    assert cluster.built_contexts["new"] == data
+
+
 def test_exec_errors_and_failure_status(cluster, api):
     core = client.CoreV1Api(api)
     cluster.kubelet.mode = "slow"
