@@ -247,7 +247,8 @@ class Kube:
             text = str(e.reason or "")
             for code in (401, 403, 404):
                 if f" {code} " in text or text.startswith(f"Handshake status {code}"):
-                    raise self._fail(code, b"", "create", "pods/exec", pod) from None
+                    # get (Kubernetes 1.29-1.34) and create as well (1.35+) authorize a WebSocket exec
+                    raise self._fail(code, b"", "get, create", "pods/exec", pod) from None
             raise kerr.unreachable(self.server, _short(text)) from None
         err = b""
         try:

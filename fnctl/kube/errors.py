@@ -61,11 +61,12 @@ def _from_status(status: int, body, *, verb: str, resource: str, name: str | Non
             "log in to the cluster again to refresh your kubeconfig credentials (e.g. your cloud CLI's "
             "get-credentials command), then retry")
     if status == 403:
+        ns = f" -n {namespace}" if namespace else ""
+        checks = " and ".join(f"`kubectl auth can-i {v} {resource}{ns}`" for v in verb.split(", "))
         return ClusterError(
             f"forbidden: you may not {verb} {resource}{where} "
             + (f"(RBAC denied it: {api_message})" if api_message else "(RBAC denied it)"),
-            f"ask a cluster admin for a Role{where} that grants `{verb}` on `{resource}`; "
-            f"check with `kubectl auth can-i {verb} {resource}" + (f" -n {namespace}`" if namespace else "`"))
+            f"ask a cluster admin for a Role{where} that grants `{verb}` on `{resource}`; check with {checks}")
     if status == 404:
         if details.get("kind") == "namespaces" or (namespace and api_message == f'namespaces "{namespace}" not found'):
             return EnvironmentProblem(

@@ -468,12 +468,19 @@ def test_deploy_get_delete_buildtemplate(fake, tmp_path, function_dir):
         target.delete_template("team-sh")
 
 
-def test_forbidden_exec_for_a_large_context(fake, function_dir):
+@pytest.mark.parametrize("verb", ["get", "create"])
+def test_forbidden_exec_for_a_large_context(fake, function_dir, verb):
+    """A WebSocket exec is authorized as get on pods/exec (1.29-1.34), and as create as well from 1.35
+    (AuthorizePodWebsocketUpgradeCreatePermission, kubernetes pkg/registry/core/pod/rest/subresources.go):
+    a Role needs both, and the error says so whichever one is missing."""
     (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))
-    fake.forbid("create", "pods/exec")
+    fake.forbid(verb, "pods/exec")
     with pytest.raises(errors.ClusterError) as info:
         ClusterTarget().deploy(request(function_dir), Recorder())
-    assert "may not create pods/exec in namespace default" in info.value.message
+    assert "may not get, create pods/exec in namespace default" in info.value.message
+    assert "grants `get, create` on `pods/exec`" in info.value.hint
+    assert "kubectl auth can-i get pods/exec -n default" in info.value.hint
+    assert "kubectl auth can-i create pods/exec -n default" in info.value.hint
     assert wait_gone(fake) == []
 
 

@@ -185,26 +185,29 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET":
             if route.name is None:
                 return "watch" if self.q.get("watch") in ("true", "1") else "list"
-            if self.headers.get("Upgrade", "").lower() == "websocket" and route.sub == "exec":
-                return "create"
-            return "get"
+            return "get"                # a WebSocket exec (a GET upgrade) too; see _authorize
         return {"POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if route.name else "deletecollection"}[method]
+
+    def _denied(self, verb, route) -> bool:
+        mine = (route.rt.key, route.sub if route.sub in ("log", "exec", "status") else None)
+        return any(fverb in (verb, "*") and (fres == "*" or fres == mine) and (fns is None or fns == route.ns)
+                   for fverb, fres, fns in list(self.cluster._forbidden))
 
     def _authorize(self, method, route):
         verb = self._verb(method, route)
         rt = route.rt
         resource = rt.plural + (f"/{route.sub}" if route.sub else "")
-        mine = (rt.key, route.sub if route.sub in ("log", "exec", "status") else None)
-        for fverb, fres, fns in list(self.cluster._forbidden):
-            if fverb not in (verb, "*") or (fres != "*" and fres != mine):
-                continue
-            if fns is not None and fns != route.ns:
-                continue
+        if self._denied(verb, route):
             who = f'{rt.qualified_plural} "{route.name}"' if route.name else rt.qualified_plural
             where = f'in the namespace "{route.ns}"' if route.ns else "at the cluster scope"
             raise forbidden(f'{who} is forbidden: User "{self.cluster.user}" cannot {verb} resource "{resource}" '
                             f'in API group "{rt.group}" {where}', route.name, rt)
+        # Kubernetes 1.35 (feature AuthorizePodWebsocketUpgradeCreatePermission, beta and on by default):
+        # ExecREST.Connect checks "create" as well (ensureAuthorizedForVerb in pkg/registry/core/pod/rest/
+        # authorize.go), answering NewForbidden(pods, name, RBAC's reason, empty for a plain deny).
+        if route.sub == "exec" and verb != "create" and self._denied("create", route):
+            raise forbidden(f'{rt.plural} "{route.name}" is forbidden: ', route.name, rt)
 
     # ------------------------------------------------------------------ discovery
     def _discovery(self, path):
