@@ -112,7 +112,7 @@ class ClusterTarget:
         prepared = prepare(request, {template.name: template}, cfg=_cluster_images())
         values, origin = prepared.values, prepared.origin
         options = self._options(request)
-        builder = KanikoBuilder(kube, options, phases)
+        builder = KanikoBuilder(kube.in_namespace(request.build_namespace or kube.namespace), options, phases)
         runtime_image = self._runtime_image(kube, builder, request, prepared, phases)
         context = prepared.function_context(runtime_image)
         existing = kube.get(KSERVICES, request.name)
@@ -293,6 +293,7 @@ class ClusterTarget:
 
         validation.service_name(request.name)
         namespace = self._namespace or context_namespace(self.context)[1] or "default"
+        build_namespace = request.build_namespace or namespace
         prepared = prepare(request, cfg=_cluster_images())
         template, values, origin = prepared.template, prepared.values, prepared.origin
         options = self._options(request)
@@ -304,14 +305,14 @@ class ClusterTarget:
             spec = BuildSpec(service=request.name, destination=runtime_image, context=runtime_ctx,
                              kind="runtime",
                              build_args={k: values[k] for k in template.runtime_image.parameters if k in values})
-            objects += _build_objects(spec, namespace, options)
+            objects += _build_objects(spec, build_namespace, options)
             objects.append(runtime_marker(namespace, {runtime_ctx.digest: runtime_image}))
         context = prepared.function_context(runtime_image)
         image = function_destination(options.registry_host, namespace, request.name, context)
         spec = BuildSpec(service=request.name, destination=image, context=context,
                          build_args=_build_args(template, values, runtime_image),
                          secrets=template.secrets(values) or {})
-        objects += _build_objects(spec, namespace, options)
+        objects += _build_objects(spec, build_namespace, options)
         objects.append(knative.service_manifest(request, namespace, image, template=template.name,
                                                 source=origin, context_digest=context.digest))
         return objects

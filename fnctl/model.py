@@ -29,6 +29,7 @@ class DeployRequest:
     registry_secret: str | None = None
     insecure_registry: bool = False
     kaniko_image: str | None = None
+    build_namespace: str | None = None  # where kaniko pods run; default the Service's namespace
 
 
 @dataclass

@@ -74,14 +74,17 @@ def deploy() -> None:
 @click.option("--kaniko-image", default=None,
               help="[cluster] kaniko executor image to build with (default: cluster.kaniko-image in the config "
                    "file).")
+@click.option("--build-namespace", default=None, metavar="NS",
+              help="[cluster] Namespace of the build pods (default: the Service's), e.g. when the Service's "
+                   "namespace enforces Pod Security 'restricted', which refuses kaniko (it runs as root).")
 @click.option("--dry-run", is_flag=True, help="Print the objects a cluster deploy would create; change nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
 def deploy_service(name, source, template, build_args, env, revision, wait, timeout, env_secrets, labels,
                    annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
-                   registry_secret, insecure_registry, kaniko_image, dry_run, quiet, local, cluster, context,
-                   namespace, output):
+                   registry_secret, insecure_registry, kaniko_image, build_namespace, dry_run, quiet, local, cluster,
+                   context, namespace, output):
     """Build SOURCE with a runtime template and run it as service NAME; print its URL.
 
     \b
@@ -98,7 +101,8 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         annotations=validation.key_values(annotations, "--annotation"),
         concurrency=concurrency, min_scale=min_scale, max_scale=max_scale, concurrency_target=concurrency_target,
         registry_host=registry_host, registry_secret=registry_secret, insecure_registry=insecure_registry,
-        kaniko_image=kaniko_image)
+        kaniko_image=kaniko_image,
+        build_namespace=build_namespace)
     reporter = TerminalReporter(quiet=quiet)
     if dry_run:
         from fnctl.cluster import ClusterTarget

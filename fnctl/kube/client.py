@@ -71,6 +71,10 @@ class Kube:
         self.context = context
         self.namespace = namespace
 
+    def in_namespace(self, namespace: str) -> Kube:
+        """The same connection acting in another namespace."""
+        return self if namespace == self.namespace else Kube(self.api, self.server, self.context, namespace)
+
     # -- plumbing ---------------------------------------------------------
 
     def _fail(self, status, body, verb, resource, name) -> FnctlError:

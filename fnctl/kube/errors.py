@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from fnctl.errors import ClusterError, EnvironmentProblem, FnctlError, NotFoundError
 
@@ -21,6 +22,25 @@ def unreachable(server: str, reason: str) -> EnvironmentProblem:
         f"cannot reach the Kubernetes API server at {server}: {reason}",
         "check that the cluster is running and that your kubeconfig context points at it "
         "(`kubectl cluster-info`); use --context to pick another one")
+
+
+# PodSecurity admission's refusal (k8s.io/pod-security-admission admission/admission.go):
+# pods "NAME" is forbidden: violates PodSecurity "restricted:latest": <reason (detail)>, ...
+POD_SECURITY = re.compile(r'violates PodSecurity "([^"]+)": (.*)', re.S)
+
+
+def pod_security_refused(api_message: str, namespace: str | None) -> ClusterError:
+    """A build pod refused by the namespace's Pod Security level (not RBAC): kaniko runs as root."""
+    match = POD_SECURITY.search(api_message)
+    policy, reasons = (match.group(1), match.group(2).strip()) if match else ("?", api_message)
+    level = policy.split(":", 1)[0]
+    where = f"namespace {namespace}" if namespace else "the namespace"
+    return ClusterError(
+        f"Pod Security admission refused the build pod: {where} enforces the {level!r} level "
+        f"(label pod-security.kubernetes.io/enforce={level}, policy {policy}) and kaniko runs as root: {reasons}",
+        "builds need a namespace whose pod-security.kubernetes.io/enforce level is baseline (or privileged): "
+        "build there with --build-namespace NAME (the Service stays in -n), or ask a cluster admin to label "
+        f"{where} pod-security.kubernetes.io/enforce=baseline")
 
 
 def status_body(body) -> dict:
@@ -60,6 +80,8 @@ def _from_status(status: int, body, *, verb: str, resource: str, name: str | Non
             "they are invalid or have expired",
             "log in to the cluster again to refresh your kubeconfig credentials (e.g. your cloud CLI's "
             "get-credentials command), then retry")
+    if status == 403 and POD_SECURITY.search(api_message or ""):
+        return pod_security_refused(api_message, namespace)
     if status == 403:
         ns = f" -n {namespace}" if namespace else ""
         checks = " and ".join(f"`kubectl auth can-i {v} {resource}{ns}`" for v in verb.split(", "))

@@ -468,6 +468,38 @@ def test_deploy_get_delete_buildtemplate(fake, tmp_path, function_dir):
         target.delete_template("team-sh")
 
 
+def _namespace(fake, name, level=None):
+    labels = {"pod-security.kubernetes.io/enforce": level} if level else {}
+    fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
+
+def test_a_restricted_namespace_refuses_the_build_pod_and_says_so(fake, function_dir):
+    """PodSecurity admission, not RBAC: kaniko runs as root, which the restricted level refuses."""
+    _namespace(fake, "locked", "restricted")
+    with pytest.raises(errors.ClusterError) as info:
+        ClusterTarget(namespace="locked").deploy(request(function_dir), Recorder())
+    message, hint = info.value.message, info.value.hint
+    assert "Pod Security" in message and "RBAC" not in message
+    assert "namespace locked enforces the 'restricted' level" in message
+    assert "pod-security.kubernetes.io/enforce=restricted" in message and "runAsNonRoot != true" in message
+    assert "baseline" in hint and "--build-namespace" in hint
+    assert fake.list("pods", namespace="locked") == []
+
+
+def test_build_namespace_takes_the_build_pods_and_the_service_stays(fake, function_dir):
+    _namespace(fake, "locked", "restricted")
+    _namespace(fake, "builds", "baseline")
+    (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))      # the upload exec too
+    result = ClusterTarget(namespace="locked").deploy(request(function_dir, build_namespace="builds"), Recorder())
+    assert result.service.ready is True and result.service.namespace == "locked"
+    assert result.service.image.startswith("knative.registry.svc.cluster.local/locked/hello@sha256:")
+    pod_posts = {r[1] for r in posts(fake, "pods")}
+    assert pod_posts == {"/api/v1/namespaces/builds/pods"}
+    assert {r[1] for r in posts(fake, "configmaps")} >= {"/api/v1/namespaces/builds/configmaps"}
+    assert fake.get("services.serving.knative.dev", "hello", namespace="locked") is not None
+    assert any(r[1].startswith("/api/v1/namespaces/builds/pods/") and r[1].endswith("/exec") for r in fake.requests)
+
+
 @pytest.mark.parametrize("verb", ["get", "create"])
 def test_forbidden_exec_for_a_large_context(fake, function_dir, verb):
     """A WebSocket exec is authorized as get on pods/exec (1.29-1.34), and as create as well from 1.35

@@ -11,7 +11,7 @@ import datetime
 import threading
 import uuid
 
-from . import admission
+from . import admission, podsecurity
 from .errors import ApiError, already_exists, bad_request, conflict, invalid, namespace_not_found, not_found
 from .patch import json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceType, resolve
@@ -228,6 +228,7 @@ class Store:
                 admission.validate_pod(rt, obj)
                 if not internal:
                     admission.pod_admission(obj, self, ns)
+                    podsecurity.admit(obj, self, ns)
             else:
                 admission.validate_pod_update(rt, obj, old)
         if rt.plural == "configmaps" or rt.plural == "secrets":

@@ -353,3 +353,30 @@ def test_forbidden_exec_and_service_account_admission(cluster, api):
     with pytest.raises(ApiException) as e:
         core.read_namespaced_pod_log("lg", "default")
     assert e.value.status == 403 and 'cannot get resource "pods/log"' in json.loads(e.value.body)["message"]
+
+
+def test_pod_security_enforce_level_of_the_namespace(cluster, api):
+    """PodSecurity admission's answer, as k8s.io/pod-security-admission words it (admission/admission.go,
+    policy/check_*.go): baseline checks first, then the restricted ones, by check ID."""
+    core = client.CoreV1Api(api)
+    for name, level in (("strict", "restricted"), ("relaxed", "baseline")):
+        core.create_namespace({"metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": level}}})
+    root = {"metadata": {"name": "b"}, "spec": {"containers": [{"name": "kaniko", "image": "kaniko"}]}}
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_pod("strict", root)
+    assert e.value.status == 403
+    assert json.loads(e.value.body)["message"] == (
+        'pods "b" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false '
+        '(container "kaniko" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities '
+        '(container "kaniko" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or '
+        'container "kaniko" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "kaniko" '
+        'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")')
+    core.create_namespaced_pod("relaxed", root)                 # baseline lets a root container run
+    net_admin = {"metadata": {"name": "n"}, "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {
+        "capabilities": {"add": ["NET_ADMIN", "CHOWN"]}}}]}}
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_pod("relaxed", net_admin)
+    assert json.loads(e.value.body)["message"] == (
+        'pods "n" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "c" '
+        'must not include "NET_ADMIN" in securityContext.capabilities.add)')
+    core.create_namespaced_pod("default", net_admin)            # no label: privileged
