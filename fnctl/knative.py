@@ -8,6 +8,8 @@ fails, or time runs out.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from contextlib import closing
 from typing import TYPE_CHECKING
@@ -156,17 +158,39 @@ def updated(current: dict, manifest: dict) -> dict:
 
 
 def wait_ready(kube: Kube, name: str, generation: int | None, timeout: float) -> dict:
-    """Watch the Service until generation `generation` is Ready; fail fast on Ready False."""
+    """Watch the Service until generation `generation` is Ready; fail fast on Ready False.
+
+    The new revision's pods are watched too: Knative reports a pod that cannot pull its image
+    only after its progress deadline (600 s), so a pull, crash-loop or configuration failure
+    of those pods ends the wait at once, with the pod's own message.
+    """
     from fnctl.kube.client import KSERVICES
 
     deadline = time.monotonic() + timeout
-    with closing(kube.watch(KSERVICES, name, deadline)) as states:
-        return _wait(kube, name, generation, timeout, states)
+    watches = _Watches(deadline)
+    watches.add("service", kube.watch(KSERVICES, name, deadline))
+    try:
+        return _wait(kube, name, generation, timeout, watches)
+    finally:
+        watches.close()
 
 
-def _wait(kube: Kube, name: str, generation: int | None, timeout: float, states) -> dict:
+def _wait(kube: Kube, name: str, generation: int | None, timeout: float, watches: _Watches) -> dict:
+    from fnctl.kube.client import PODS
+
     waiting_for = "the Knative controller to see the new spec"
-    for obj in states:
+    revision = None
+    pods: dict[str, dict] = {}
+    for source, item in watches:
+        if source == "pods":
+            _track(pods, item)
+            problem = pod_problem([p for p in pods.values() if _revision_of(p) == revision])
+            if problem:
+                raise pod_failed(name, kube.namespace, revision, *problem)
+            continue
+        obj = item
+        if obj is _END:
+            break
         if not obj:
             raise DeployError(f"service {name!r} was deleted while fnctl waited for it",
                               "someone deleted it; deploy again")
@@ -181,12 +205,122 @@ def _wait(kube: Kube, name: str, generation: int | None, timeout: float, states)
             return obj
         if state == "False":
             raise failed(obj, _revision(kube, obj))
+        created = (obj.get("status") or {}).get("latestCreatedRevisionName")
+        if created and created != revision:
+            revision = created
+            # Best effort: without the right to watch pods, the Service's own status still decides.
+            watches.add("pods", kube.watch_events(PODS, watches.deadline, label_selector=f"{REVISION_LABEL}={created}"),
+                        best_effort=True)
         detail = _unknown_detail(obj)
         waiting_for = f"Ready: {detail}" if detail else "the Ready condition"
     raise WaitTimeout(
         f"service {name!r} was not ready within {_seconds(timeout)}; still waiting for {waiting_for}",
         f"see `fnctl describe service {name}` and `kubectl get ksvc,revision,pod -l {SERVICE_LABEL}={name} -n "
         f"{kube.namespace}`; raise --timeout for slow starts")
+
+
+# -- the revision's pods ----------------------------------------------------------
+
+REVISION_LABEL = "serving.knative.dev/revision"
+# Waiting reasons of a container that will not start by itself (kubelet's image pull and start errors).
+_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+_POD_FAILURES = _PULL_FAILURES | {"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError"}
+
+
+def _revision_of(pod: dict) -> str | None:
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
+
+
+def _track(pods: dict[str, dict], event) -> None:
+    """Keep `pods` (by name) current with one watch event (kind, object)."""
+    kind, obj = event
+    if kind == "LISTED":
+        pods.update({p["metadata"]["name"]: p for p in obj})
+    elif kind == "DELETED":
+        pods.pop(obj.get("metadata", {}).get("name"), None)
+    elif obj.get("metadata", {}).get("name"):
+        pods[obj["metadata"]["name"]] = obj
+
+
+def pod_problem(pods: list[dict]) -> tuple[str, str, str, str, str] | None:
+    """(pod, container, reason, message, image) of the first container that cannot start by itself."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason") or ""
+            if reason not in _POD_FAILURES:
+                continue
+            message = (waiting.get("message") or "").strip()
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            if reason == "CrashLoopBackOff" and last:
+                ended = f"it exited with code {last.get('exitCode')}"
+                if (last.get("message") or "").strip():
+                    ended += f": {last['message'].strip()[-300:]}"
+                message = f"{message}; {ended}" if message else ended
+            return pod["metadata"]["name"], cs.get("name") or "?", reason, message, cs.get("image") or "?"
+    return None
+
+
+def pod_failed(name: str, namespace: str, revision: str | None, pod: str, container: str, reason: str,
+               message: str, image: str) -> DeployError:
+    what = f"service {name!r} cannot become ready (revision {revision}): its pod {pod} {container}: {reason}"
+    logs = f"`kubectl logs -n {namespace} {pod} -c {container}`"
+    if reason in _PULL_FAILURES:
+        hint = (f"the node cannot pull {image}: check that the nodes resolve and trust the registry (see "
+                "docs/cluster.md, 'What the nodes need') and that --registry-secret names a working pull secret")
+    elif reason == "CrashLoopBackOff":
+        hint = f"the function exits as it starts; {logs} shows its output"
+    else:
+        hint = "check the Secrets and ConfigMaps it uses (--env-secret) exist in the namespace"
+    return DeployError(f"{what}: {message}" if message else what,
+                       f"{hint} (`kubectl describe pod -n {namespace} {pod}`)")
+
+
+_END = object()
+
+
+class _Watches:
+    """Several watches read at once, one thread each, their items in arrival order until `deadline`."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self._items: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+
+    def add(self, source: str, stream, best_effort: bool = False) -> None:
+        def pump():
+            try:
+                with closing(stream):
+                    for item in stream:
+                        if self._stop.is_set():
+                            return
+                        self._items.put((source, item))
+            except Exception as e:      # noqa: BLE001 - handed to the reader, or dropped when best effort
+                if not best_effort:
+                    self._items.put((source, e))
+                return
+            if not best_effort:
+                self._items.put((source, _END))
+
+        threading.Thread(target=pump, name=f"fnctl-watch-{source}", daemon=True).start()
+
+    def __iter__(self):
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                source, item = self._items.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield source, item
+
+    def close(self) -> None:
+        """The threads end at their watch's next event, or its deadline."""
+        self._stop.set()
 
 
 def _unknown_detail(obj: dict) -> str:

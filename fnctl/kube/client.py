@@ -173,20 +173,31 @@ class Kube:
         resourceVersion seen; 410 Gone (too old) lists again. A deleted object
         yields {} once.
         """
+        for kind, obj in self.watch_events(res, deadline, field_selector=f"metadata.name={name}"):
+            if kind == "LISTED":
+                yield obj[0] if obj else {}
+            else:
+                yield {} if kind == "DELETED" else obj
+
+    def watch_events(self, res: Resource, deadline: float, *, field_selector: str | None = None,
+                     label_selector: str | None = None) -> Iterator[tuple[str, object]]:
+        """("LISTED", [objects]) for the current state, then (ADDED|MODIFIED|DELETED, object) per change,
+        until `deadline`; resumed and relisted as `watch` describes."""
         rv = None
         while time.monotonic() < deadline:
             if rv is None:
-                listing = self.list(res, field_selector=f"metadata.name={name}")
+                listing = self.list(res, label_selector=label_selector, field_selector=field_selector)
                 rv = listing.get("metadata", {}).get("resourceVersion")
-                items = listing.get("items") or []
-                yield items[0] if items else {}
+                yield "LISTED", listing.get("items") or []
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            query = {"watch": "true", "fieldSelector": f"metadata.name={name}", "resourceVersion": rv,
-                     "allowWatchBookmarks": "true", "timeoutSeconds": str(max(1, min(300, int(remaining + 1))))}
+            query = {"watch": "true", "fieldSelector": field_selector, "labelSelector": label_selector,
+                     "resourceVersion": rv, "allowWatchBookmarks": "true",
+                     "timeoutSeconds": str(max(1, min(300, int(remaining + 1))))}
+            name = field_selector.partition("metadata.name=")[2] if field_selector else None
             resp = self.request("GET", res.path(self.namespace), verb="watch", resource=res.name,
-                                name=name, query=query, stream=True, none_on=(410,),
+                                name=name or None, query=query, stream=True, none_on=(410,),
                                 timeout=(REQUEST_TIMEOUT[0], max(1.0, remaining) + 5))
             if resp is None:        # 410 Gone: our resourceVersion is too old
                 rv = None
@@ -206,7 +217,7 @@ class Kube:
                         rv = new_rv
                     if kind == "BOOKMARK":
                         continue
-                    yield {} if kind == "DELETED" else obj
+                    yield kind, obj
                     if time.monotonic() >= deadline:
                         return
             except _Dropped:

@@ -272,6 +272,27 @@ def test_ready_false_fails_fast_and_the_previous_revision_keeps_serving(fake, fu
     assert [t["revisionName"] for t in traffic if t.get("percent")] == ["hello-00001"]
 
 
+@pytest.mark.parametrize("state, says", [
+    ("ErrImagePull", "failed to pull and unpack image"),
+    ("ImagePullBackOff", "Back-off pulling image"),
+    ("CrashLoopBackOff", "exited with code 1: handler not found"),
+    ("CreateContainerConfigError", 'secret "missing" not found'),
+])
+def test_a_revision_pod_that_cannot_start_fails_within_seconds(fake, function_dir, state, says):
+    """Knative reports these only after its progress deadline (600 s, fnctl's default --timeout): the wait
+    watches the new revision's pods (label serving.knative.dev/revision) and stops on the pod's own state."""
+    fake.knative.mode = state
+    start = time.monotonic()
+    with pytest.raises(errors.DeployError) as info:
+        ClusterTarget().deploy(request(function_dir, timeout=20), Recorder())
+    assert time.monotonic() - start < 10
+    err = info.value
+    assert not isinstance(err, errors.WaitTimeout)
+    assert "(revision hello-00001): its pod hello-00001-deployment-" in err.message
+    assert f"user-container: {state}: " in err.message and says in err.message
+    assert "kubectl describe pod -n default hello-00001-deployment-" in err.hint
+
+
 def test_container_missing_is_reported(fake, function_dir):
     fake.knative.mode = "container-missing"
     with pytest.raises(errors.DeployError) as info:

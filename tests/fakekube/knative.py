@@ -16,6 +16,10 @@ KSVC = resolve("services.serving.knative.dev")
 CFG = resolve("configurations.serving.knative.dev")
 REV = resolve("revisions.serving.knative.dev")
 ROUTE = resolve("routes.serving.knative.dev")
+PODS = resolve("pods")
+# Modes whose revision pod is stuck in that kubelet state; Knative itself says nothing about it until the
+# revision's progress deadline (600 s): the revision and the Service stay Ready Unknown meanwhile.
+POD_STATES = ("ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "CreateContainerConfigError")
 API = "serving.knative.dev/v1"
 
 
@@ -197,6 +201,9 @@ class KnativeController:
         self.cluster.events.append(f"knative: {ns}/{name} generation {gen} -> revision {rev_name} ({outcome})")
         if outcome == "never":
             return
+        if outcome in POD_STATES:
+            self._stuck_pod(ns, name, rev_name, outcome)
+            return
         if outcome == "docker":
             threading.Thread(target=self._run_revision_safe, args=(ns, name, uid, gen, rev_name), daemon=True,
                              name=f"revision-{rev_name}").start()
@@ -204,6 +211,50 @@ class KnativeController:
         t = threading.Timer(delay, self._finalize_safe, args=(ns, name, uid, gen, rev_name, outcome))
         t.daemon = True
         t.start()
+
+    def _stuck_pod(self, ns, name, rev_name, state):
+        """The revision's pod (as its Deployment would make it), its user-container stuck in `state` with the
+        kubelet's message; queue-proxy runs."""
+        rev = self.store.raw_get(REV, ns, rev_name)
+        if rev is None:
+            return
+        image = ((rev.get("spec") or {}).get("containers") or [{}])[0].get("image", "")
+        pod_name = f"{rev_name}-deployment-{hashlib.sha256(rev_name.encode()).hexdigest()[:10]}-x7k2p"
+        labels = {"serving.knative.dev/revision": rev_name, "serving.knative.dev/service": name,
+                  "serving.knative.dev/configuration": name, "app": rev_name}
+        pod, _ = self.store.create(PODS, ns, {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": ns, "labels": labels,
+                         "ownerReferences": [{"apiVersion": API, "kind": "Revision", "name": rev_name,
+                                              "uid": rev["metadata"]["uid"]}]},
+            "spec": {"containers": [{"name": "user-container", "image": image},
+                                    {"name": "queue-proxy", "image": "gcr.io/knative-releases/queue"}]}},
+            internal=True)
+        uid = pod["metadata"]["uid"]
+        ref = image if "/" in image.split("@")[0] else f"docker.io/library/{image}"
+        last = {}
+        waiting = {
+            "ErrImagePull": f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": failed to '
+                            f'resolve reference "{ref}": {ref}: not found',
+            "ImagePullBackOff": f'Back-off pulling image "{image}"',
+            "CreateContainerConfigError": 'secret "missing" not found',
+            "CrashLoopBackOff": f"back-off 10s restarting failed container=user-container pod={pod_name}_{ns}({uid})",
+        }[state]
+        if state == "CrashLoopBackOff":
+            last = {"terminated": {"exitCode": 1, "reason": "Error", "message": "handler not found",
+                                   "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}}
+
+        def status(o):
+            o["status"] = {"phase": "Pending" if state != "CrashLoopBackOff" else "Running", "containerStatuses": [
+                {"name": "user-container", "image": image, "imageID": "", "ready": False, "started": False,
+                 "restartCount": 1 if last else 0, "lastState": last,
+                 "state": {"waiting": {"reason": state, "message": waiting}}},
+                {"name": "queue-proxy", "image": "gcr.io/knative-releases/queue", "imageID": "", "ready": False,
+                 "started": True, "restartCount": 0, "lastState": {},
+                 "state": {"running": {"startedAt": now_rfc3339()}}}]}
+            return o
+        self.store.mutate(PODS, ns, pod_name, status)
+        self.cluster.events.append(f"knative: {ns}/{rev_name} pod {pod_name} {state}")
 
     def _finalize_safe(self, *args):
         try:

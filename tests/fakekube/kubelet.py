@@ -168,6 +168,8 @@ class Kubelet:
                 rtm.stop.set()
 
     def _on_added(self, obj):
+        if "serving.knative.dev/revision" in (obj["metadata"].get("labels") or {}):
+            return                  # a revision's pod: the fake Knative controller gives it its states
         rtm = PodRuntime(obj)
         self.pods[(rtm.ns, rtm.name)] = rtm
         rtm.thread = threading.Thread(target=self._run_pod_safe, args=(rtm,), name=f"pod-{rtm.name}", daemon=True)
