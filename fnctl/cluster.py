@@ -16,7 +16,7 @@ import re
 import time
 from pathlib import Path
 
-from fnctl import config, knative, templates, validation
+from fnctl import config, knative, registry, templates, validation
 from fnctl.builders.kaniko import (
     DEFAULT_INIT_IMAGE,
     DEFAULT_KANIKO_IMAGE,
@@ -27,7 +27,7 @@ from fnctl.builders.kaniko import (
     pod_manifest,
     secret_manifest,
 )
-from fnctl.errors import ClusterError, Interrupted, NotFoundError, TemplateError, UsageError
+from fnctl.errors import BuildError, ClusterError, Interrupted, NotFoundError, TemplateError, UsageError
 from fnctl.model import DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.pipeline import Prepared, prepare
 from fnctl.redact import redact
@@ -113,18 +113,34 @@ class ClusterTarget:
         values, origin = prepared.values, prepared.origin
         options = self._options(request)
         builder = KanikoBuilder(kube.in_namespace(request.build_namespace or kube.namespace), options, phases)
-        runtime_image = self._runtime_image(kube, builder, request, prepared, phases)
+        runtime_image, recorded = self._runtime_image(kube, builder, request, prepared, phases)
         context = prepared.function_context(runtime_image)
         existing = kube.get(KSERVICES, request.name)
         image = _reusable_image(existing, context, options.registry_host)
+        if image is not None and registry.manifest_exists(image, options.insecure_registry) is False:
+            phases.note(f"the function's image {image} is gone from the registry; building it again")
+            image = None
         built = image is None
         if image is None:
-            spec = BuildSpec(service=request.name,
-                             destination=function_destination(options.registry_host, kube.namespace,
-                                                              request.name, context),
-                             context=context, build_args=_build_args(template, values, runtime_image),
-                             secrets=template.secrets(values) or {})
-            image = builder.build(spec)
+            def build_function(runtime: str | None) -> tuple[BuildContext, str]:
+                ctx = prepared.function_context(runtime)
+                spec = BuildSpec(service=request.name,
+                                 destination=function_destination(options.registry_host, kube.namespace,
+                                                                  request.name, ctx),
+                                 context=ctx, build_args=_build_args(template, values, runtime),
+                                 secrets=template.secrets(values) or {})
+                return ctx, builder.build(spec)
+
+            try:
+                context, image = build_function(runtime_image)
+            except BuildError as e:
+                if not (recorded and runtime_image and _base_vanished(e, runtime_image)):
+                    raise
+                # The registry lost the recorded runtime image (wiped, garbage-collected): rebuild it, once.
+                phases.note(f"the recorded runtime image {runtime_image} is gone from the registry "
+                            "(kaniko: manifest unknown); building it again")
+                runtime_image, _ = self._runtime_image(kube, builder, request, prepared, phases, rebuild=True)
+                context, image = build_function(runtime_image)
         else:
             phases.note(f"the function's build context is unchanged ({context.short_digest}); "
                         "reusing its image")
@@ -153,25 +169,28 @@ class ClusterTarget:
                             init_image=defaults.upload_image or self.init_image, timeout=self.build_timeout)
 
     def _runtime_image(self, kube, builder: KanikoBuilder, request: DeployRequest, prepared: Prepared,
-                       reporter) -> str | None:
-        """The template's runtime image by digest, built only when this namespace has not built it yet."""
+                       reporter, rebuild: bool = False) -> tuple[str | None, bool]:
+        """The template's runtime image by digest, built only when this namespace has not built it yet
+        (or `rebuild`, or the registry says the recorded one is gone). (image, taken from the record)."""
         from fnctl.kube.client import CONFIGMAPS
 
         template, values, context = prepared.template, prepared.values, prepared.runtime_context
         if context is None:
-            return None
+            return None, False
         host = builder.options.registry_host
         marker = kube.get(CONFIGMAPS, RUNTIME_IMAGES)
         known = ((marker or {}).get("data") or {}).get(context.digest)
-        if known and known.startswith(host + "/"):
-            reporter.note(f"runtime image of {template.name} already built: {known}")
-            return known
+        if known and known.startswith(host + "/") and not rebuild:
+            if registry.manifest_exists(known, builder.options.insecure_registry) is not False:
+                reporter.note(f"runtime image of {template.name} already built: {known}")
+                return known, True
+            reporter.note(f"the recorded runtime image {known} is gone from the registry; building it again")
         spec = BuildSpec(service=request.name, destination=runtime_destination(host, template.name, context),
                          context=context, kind="runtime",
                          build_args={k: values[k] for k in template.runtime_image.parameters if k in values})
         image = builder.build(spec)
         self._remember_runtime(kube, marker, context.digest, image)
-        return image
+        return image, False
 
     def _remember_runtime(self, kube, marker: dict | None, digest: str, image: str) -> None:
         from fnctl.kube.client import CONFIGMAPS
@@ -381,6 +400,13 @@ def function_destination(host: str, namespace: str, name: str, context: BuildCon
 
 def runtime_destination(host: str, template: str, context: BuildContext) -> str:
     return f"{host}/fnctl-runtime/{template}:{context.short_digest}"
+
+
+def _base_vanished(error: BuildError, base_image: str) -> bool:
+    """Did kaniko fail because the registry no longer has `base_image` (repo@sha256:…)?"""
+    text = f"{error.message}\n{error.details or ''}"
+    repo = base_image.split("@", 1)[0].split("/", 1)[-1]
+    return bool(re.search(r"MANIFEST_UNKNOWN|manifest unknown", text, re.I)) and repo in text
 
 
 def _reusable_image(existing: dict | None, context: BuildContext, host: str) -> str | None:

@@ -141,6 +141,41 @@ def test_runtime_image_is_built_once(fake, function_dir, tmp_path):
     assert runtime_ref.encode() in gzip.decompress(fn_pod_ctx), "the function builds FROM the runtime by digest"
 
 
+def test_a_runtime_image_gone_from_the_registry_is_built_again_once(fake, function_dir, tmp_path):
+    """The registry was wiped after fnctl-runtime-images recorded the runtime image: the function's build fails
+    on FROM runtime@sha256 with kaniko's MANIFEST_UNKNOWN, so fnctl builds the runtime image again, once."""
+    target = ClusterTarget()
+    target.deploy(request(function_dir), Recorder())
+    (old_ref,) = fake.get("configmaps", "fnctl-runtime-images")["data"].values()
+    fake.registry_manifests.clear()                       # the registry lost everything
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "function.sh").write_text("handler() { echo other; }\n")
+    rec = Recorder()
+    result = target.deploy(request(other, name="other"), rec)
+    assert result.service.ready is True
+    assert any("is gone from the registry (kaniko: manifest unknown)" in n for n in rec.notes)
+    (new_ref,) = fake.get("configmaps", "fnctl-runtime-images")["data"].values()
+    assert new_ref in fake.registry_manifests and new_ref.split("@")[0] == old_ref.split("@")[0]
+    assert len(posts(fake, "pods")) == 2 + 3              # failed function build, runtime again, function
+    assert wait_gone(fake) == []
+
+
+def test_a_reused_function_image_gone_from_the_registry_is_built_again(fake, function_dir):
+    """Asked of the real loopback registry: the fake kaniko's images were never pushed there, as if wiped."""
+    from tests.unit.test_registry import LOOPBACK, _push_tiny_image
+
+    if _push_tiny_image() is None:
+        pytest.skip(f"no registry at {LOOPBACK} (scripts/setup starts one)")
+    target = ClusterTarget()
+    target.deploy(request(function_dir, registry_host=LOOPBACK, insecure_registry=True), Recorder())
+    rec = Recorder()
+    result = target.deploy(request(function_dir, registry_host=LOOPBACK, insecure_registry=True), rec)
+    assert result.built, "the unchanged context's image is gone: it is built again, not reused"
+    assert any("function's image" in n and "is gone from the registry" in n for n in rec.notes)
+    assert any("recorded runtime image" in n and "is gone from the registry" in n for n in rec.notes)
+
+
 def test_conflicting_update_is_read_again_and_retried(fake, function_dir, monkeypatch):
     from fnctl.kube.client import Kube
 

@@ -38,6 +38,7 @@ class FakeCluster:
         self.events: list[str] = []
         self.uploaded_contexts: dict[str, bytes] = {}
         self.built_contexts: dict[str, bytes] = {}
+        self.registry_manifests: set[str] = set()  # repo@sha256:... fake kaniko pushed (clear() wipes the registry)
         self.pushed_images: dict[str, str] = {}  # docker mode: build pod -> repo@sha256:... really pushed
         self.id = uuid.uuid4().hex[:12]          # docker mode labels its containers with it
         self.watch_drop_after: int | None = None

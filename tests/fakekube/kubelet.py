@@ -540,6 +540,13 @@ class Kubelet:
             return self._finish_message(rtm, cr, 1, "Error", None)
         if mode == "docker":
             return self._kaniko_docker(rtm, cr, args, data, files, _dockerfile_path(dockerfile, context))
+        gone = self._missing_base(dfile.decode("utf-8", "replace") if dfile else "", args, destinations)
+        if gone:
+            for line in gone:
+                self._append(cr, line)
+            if not self._sleep(rtm, min(self.run_seconds, 0.05)):
+                return None
+            return self._finish_message(rtm, cr, 1, "Error", None)
         digest = "sha256:" + hashlib.sha256((data or b"") + (destinations[0] if destinations else "").encode()
                                             ).hexdigest()
         if self.log_lines is not None:
@@ -567,6 +574,8 @@ class Kubelet:
             return self._finish_message(rtm, cr, 1, "Error", None)
         if mode == "oom":
             return 137, "OOMKilled", None
+        if not no_push:
+            self.cluster.registry_manifests.update(f"{_repo(d)}@{digest}" for d in destinations)
         tpath = cr.spec.get("terminationMessagePath", "/dev/termination-log")
         message = None
         if args.get("digest-file") == tpath:
@@ -574,6 +583,30 @@ class Kubelet:
         elif args.get("image-name-with-digest-file") == tpath and destinations:
             message = f"{_repo(destinations[0])}@{digest}"
         return 0, "Completed", message
+
+    def _missing_base(self, dockerfile: str, args: dict, destinations) -> list[str] | None:
+        """kaniko's failure when a FROM image by digest on the registry it pushes to is not there (any more):
+        the fake registry holds what fake kaniko pushed (cluster.registry_manifests; clear it to wipe it)."""
+        if not destinations:
+            return None
+        host = realdocker.registry_of(destinations[0])
+        values = dict(a.split("=", 1) for a in args.get("build-args") or [] if "=" in a)
+        scheme = "http" if args.get("insecure-pull") or args.get("insecure") else "https"
+        for ins in _dockerfile_instructions(dockerfile):
+            word, _, rest = ins.partition(" ")
+            if word.upper() != "FROM" or not rest.strip():
+                continue
+            image = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: values.get(m.group(1), ""), rest.split()[0])
+            if "@sha256:" not in image or realdocker.registry_of(image) != host:
+                continue
+            if f"{_repo(image)}@{image.split('@', 1)[1]}" in self.cluster.registry_manifests:
+                continue
+            repo, ref = _repo(image).split("/", 1)[1], image.split("@", 1)[1]
+            return [f"INFO[0000] Retrieving image manifest {image}",
+                    f"error building image: unable to complete operation after 0 attempts, last error: GET "
+                    f"{scheme}://{host}/v2/{repo}/manifests/{ref}: MANIFEST_UNKNOWN: manifest unknown; "
+                    f"map[Tag:{ref}]"]
+        return None
 
     def _kaniko_docker(self, rtm, cr, args, data, files, dockerfile):
         """mode "docker": docker build the context kaniko was given, push it to the loopback registry, and end
