@@ -48,14 +48,15 @@ class ClusterTarget:
 
     `context`: kubeconfig context (default: the current one). `namespace`: default the
     context's namespace, else `default` (in a pod: the service account's namespace).
-    `build_timeout` bounds each kaniko build (seconds); a request's `timeout` bounds the
-    wait for readiness. `init_image` runs the upload init container of large contexts.
+    A request's `timeout` bounds each kaniko build (the build pod's activeDeadlineSeconds too)
+    and the wait for readiness; `build_timeout` overrides it for builds. `init_image` runs the
+    upload init container of large contexts.
     """
 
     name = "cluster"
 
     def __init__(self, context: str | None = None, namespace: str | None = None, *,
-                 build_timeout: float = 1800.0, init_image: str = DEFAULT_INIT_IMAGE):
+                 build_timeout: float | None = None, init_image: str = DEFAULT_INIT_IMAGE):
         self.context = context
         self._namespace = namespace
         self.build_timeout = build_timeout
@@ -166,7 +167,9 @@ class ClusterTarget:
                             registry_secret=request.registry_secret,
                             insecure_registry=request.insecure_registry or defaults.insecure_registry,
                             kaniko_image=request.kaniko_image or defaults.kaniko_image or DEFAULT_KANIKO_IMAGE,
-                            init_image=defaults.upload_image or self.init_image, timeout=self.build_timeout)
+                            init_image=defaults.upload_image or self.init_image,
+                            timeout=self.build_timeout if self.build_timeout is not None else request.timeout,
+                            resources=defaults.build_resources)
 
     def _runtime_image(self, kube, builder: KanikoBuilder, request: DeployRequest, prepared: Prepared,
                        reporter, rebuild: bool = False) -> tuple[str | None, bool]:

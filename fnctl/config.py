@@ -15,6 +15,9 @@ CI of this project) maps the templates' public base images to local ones:
       upload-image: registry.internal:5000/busybox:1.36
       images:                     # like `images`, for builds in the cluster (kaniko pulls there)
         "debian:bookworm-slim": "registry.internal:5000/debian:bookworm-slim"
+      build-resources:            # kaniko's requests and limits (these are the defaults)
+        requests: {cpu: 250m, memory: 512Mi}
+        limits: {memory: 4Gi}
 
 $FNCTL_CONFIG, when set, is the only file read. Otherwise the system file is
 read first and the user's file overrides it key by key.
@@ -34,6 +37,11 @@ SYSTEM_CONFIG = Path("/etc/fnctl/config.yaml")
 DEFAULT_PORT_RANGE = (31000, 31999)
 
 
+# kaniko's build pod: requests so the scheduler places it where a build fits, a memory limit so
+# a runaway build cannot starve the node (no CPU limit: throttling only makes builds slower).
+DEFAULT_BUILD_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "4Gi"}}
+
+
 @dataclass(frozen=True)
 class ClusterDefaults:
     """The `cluster:` section: what a team's cluster needs on every deploy, said once."""
@@ -43,10 +51,11 @@ class ClusterDefaults:
     kaniko_image: str | None = None
     upload_image: str | None = None
     images: dict[str, str] = field(default_factory=dict)
+    build_resources: dict = field(default_factory=lambda: dict(DEFAULT_BUILD_RESOURCES))   # kaniko's
 
 
 CLUSTER_KEYS = {"registry-host": str, "insecure-registry": bool, "kaniko-image": str, "upload-image": str,
-                "images": dict}
+                "images": dict, "build-resources": dict}
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,20 @@ def _read(path: Path) -> dict:
     return data
 
 
+def parse_resources(value, origin: str) -> dict:
+    """cluster.build-resources: {requests: {cpu: .., memory: ..}, limits: {..}} with quantities as strings."""
+    if not isinstance(value, dict) or set(value) - {"requests", "limits"}:
+        raise UsageError(f"{origin}: cluster.build-resources must be a mapping of requests and limits",
+                         "write it like {requests: {cpu: 250m, memory: 512Mi}, limits: {memory: 4Gi}}")
+    out: dict = {}
+    for kind, amounts in value.items():
+        if not isinstance(amounts, dict) or not all(isinstance(v, (str, int, float)) for v in amounts.values()):
+            raise UsageError(f"{origin}: cluster.build-resources.{kind} must map resource names to quantities",
+                             "e.g. {cpu: 500m, memory: 1Gi}")
+        out[kind] = {str(k): str(v) for k, v in amounts.items()}
+    return out
+
+
 def parse_port_range(text: str, origin: str) -> tuple[int, int]:
     try:
         low, _, high = str(text).partition("-")
@@ -110,6 +133,9 @@ def _cluster_section(data: dict, path: Path, current: ClusterDefaults) -> Cluste
         if not isinstance(value, kind):
             raise UsageError(f"config file {path}: cluster.{key} must be a {kind.__name__}, not {value!r}",
                              "see docs/configuration.md")
+        if key == "build-resources":
+            values["build_resources"] = parse_resources(value, f"config file {path}")
+            continue
         values[key.replace("-", "_")] = ({str(k): str(v) for k, v in value.items()} if kind is dict else value)
     if "images" in values:
         values["images"] = {**current.images, **values["images"]}

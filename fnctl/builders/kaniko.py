@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import re
 import secrets
 import shlex
@@ -35,7 +36,7 @@ from fnctl.source.context import BuildContext
 if TYPE_CHECKING:
     from fnctl.kube.client import Kube
 
-DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
+DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.24.0"      # the archived project's last release
 DEFAULT_INIT_IMAGE = "busybox:1.36"
 CONFIGMAP_LIMIT = 900 * 1024          # ConfigMaps hold at most 1 MiB; keep room for metadata
 CONTEXT_DIR = "/workspace-context"
@@ -64,7 +65,8 @@ class BuildOptions:
     insecure_registry: bool = False
     kaniko_image: str = DEFAULT_KANIKO_IMAGE
     init_image: str = DEFAULT_INIT_IMAGE
-    timeout: float = 1800.0
+    timeout: float = 1800.0                     # also the build pod's activeDeadlineSeconds
+    resources: dict = field(default_factory=dict)   # kaniko's requests/limits (config cluster.build-resources)
 
 
 @dataclass
@@ -105,6 +107,20 @@ def labels(spec: BuildSpec) -> dict[str, str]:
             KIND_LABEL: spec.kind}
 
 
+# kaniko runs as root (it unpacks base images into its own root file system and runs RUN steps there)
+# and keeps only what that takes: chown/chmod/xattrs of unpacked files (CHOWN, DAC_OVERRIDE, FOWNER,
+# FSETID, SETFCAP), RUN steps as another USER (SETUID, SETGID), signalling its children (KILL); all are
+# in Pod Security's baseline set. No setuid program is needed, so no privilege escalation.
+KANIKO_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETFCAP", "SETGID", "SETUID"]
+KANIKO_SECURITY = {"allowPrivilegeEscalation": False, "privileged": False,
+                   "capabilities": {"drop": ["ALL"], "add": KANIKO_CAPABILITIES}}
+# The upload container only writes into the shared emptyDir (created world-writable): nobody, nothing more.
+UPLOADER_SECURITY = {"allowPrivilegeEscalation": False, "privileged": False, "runAsNonRoot": True,
+                     "runAsUser": 65534, "runAsGroup": 65534, "readOnlyRootFilesystem": True,
+                     "capabilities": {"drop": ["ALL"]}}
+UPLOADER_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
+
+
 def kaniko_args(spec: BuildSpec, options: BuildOptions) -> list[str]:
     args = ["--dockerfile", "Dockerfile",
             "--context", f"tar://{CONTEXT_DIR}/{CONTEXT_FILE}",
@@ -137,13 +153,18 @@ def pod_manifest(spec: BuildSpec, namespace: str, options: BuildOptions) -> dict
         mounts.append({"name": "build-secrets", "mountPath": SECRETS_DIR, "readOnly": True})
     kaniko = {"name": KANIKO, "image": options.kaniko_image, "args": kaniko_args(spec, options),
               "volumeMounts": mounts, "terminationMessagePath": "/dev/termination-log",
-              "terminationMessagePolicy": "File"}
+              "terminationMessagePolicy": "File", "securityContext": KANIKO_SECURITY}
+    if options.resources:
+        kaniko["resources"] = options.resources
     pod_spec: dict = {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                      "activeDeadlineSeconds": max(1, math.ceil(options.timeout)),
+                      "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                       "containers": [kaniko], "volumes": volumes}
     if not spec.small:
         pod_spec["initContainers"] = [{
             "name": UPLOADER, "image": options.init_image, "command": wait_command(),
-            "volumeMounts": [{"name": "context", "mountPath": CONTEXT_DIR}]}]
+            "volumeMounts": [{"name": "context", "mountPath": CONTEXT_DIR}],
+            "securityContext": UPLOADER_SECURITY, "resources": UPLOADER_RESOURCES}]
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": spec.pod_name, "namespace": namespace, "labels": labels(spec),
                          "annotations": {"fnctl.dev/destination": spec.destination,
@@ -289,7 +310,7 @@ class KanikoBuilder:
             last = _describe_wait(pod, last)
         raise WaitTimeout(f"the build of the {what} did not finish within {self.options.timeout:g}s; "
                           f"it was waiting for {last}",
-                          "raise the build timeout, or check the cluster's capacity and the registry",
+                          "raise --timeout, or check the cluster's capacity and the registry",
                           details="\n".join(tail) or None)
 
     def _upload(self, spec: BuildSpec) -> None:
@@ -327,8 +348,8 @@ class KanikoBuilder:
         details = "\n".join(tail) or None
         if reason == "OOMKilled":
             raise BuildError(f"the build of the {what} ran out of memory (kaniko was OOMKilled)",
-                             "raise the namespace's memory limit for pods (LimitRange) or make the build "
-                             "lighter", details=details)
+                             "raise the memory limit of build pods (cluster.build-resources in the config file, "
+                             "within the namespace's LimitRange) or make the build lighter", details=details)
         if code != 0:
             raise BuildError(f"the build of the {what} failed: kaniko exited with code {code}"
                              + (f" ({reason})" if reason and reason not in ("Error", "Completed") else ""),
@@ -363,6 +384,9 @@ def _running(pod: dict, container: str, init: bool = False) -> bool:
 def pod_problem(pod: dict, options: BuildOptions) -> tuple[str, str] | None:
     """(message, hint) when the build pod cannot succeed any more, else None."""
     status = pod.get("status") or {}
+    if status.get("reason") == "DeadlineExceeded":     # the kubelet ended it at activeDeadlineSeconds
+        return (f"the build pod ran longer than its deadline ({options.timeout:g}s, activeDeadlineSeconds) and was "
+                "stopped", "raise --timeout, or check the cluster's capacity and the registry")
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
                 and cond.get("reason") == "Unschedulable":

@@ -230,7 +230,7 @@ def test_build_pod_faults(fake, function_dir, mode, expected):
         ClusterTarget().deploy(request(function_dir), Recorder())
     assert expected in info.value.message
     if mode == "image-pull":
-        assert "gcr.io/kaniko-project/executor:v1.23.2" in info.value.message
+        assert "gcr.io/kaniko-project/executor:v1.24.0" in info.value.message
     if mode == "unschedulable":
         assert "nodes are available" in info.value.message     # the scheduler's own words
     assert time.monotonic() - start < 15
@@ -540,6 +540,12 @@ def test_a_restricted_namespace_refuses_the_build_pod_and_says_so(fake, function
     assert "pod-security.kubernetes.io/enforce=restricted" in message and "runAsNonRoot != true" in message
     assert "baseline" in hint and "--build-namespace" in hint
     assert fake.list("pods", namespace="locked") == []
+
+
+def test_the_build_pods_pass_pod_security_baseline(fake, function_dir):
+    _namespace(fake, "team", "baseline")
+    (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))      # with the upload container
+    assert ClusterTarget(namespace="team").deploy(request(function_dir), Recorder()).service.ready is True
 
 
 def test_build_namespace_takes_the_build_pods_and_the_service_stays(fake, function_dir):

@@ -136,7 +136,7 @@ def test_kaniko_pod_for_a_small_context_mounts_the_configmap():
                                          "fnctl.dev/build": spec.build_id, "fnctl.dev/build-kind": "function"}
     assert "initContainers" not in pod["spec"]
     c = pod["spec"]["containers"][0]
-    assert c["image"] == kaniko.DEFAULT_KANIKO_IMAGE == "gcr.io/kaniko-project/executor:v1.23.2"
+    assert c["image"] == kaniko.DEFAULT_KANIKO_IMAGE == "gcr.io/kaniko-project/executor:v1.24.0"
     args = c["args"]
     pairs = dict(zip(args, args[1:], strict=False))
     assert pairs["--dockerfile"] == "Dockerfile"
@@ -192,6 +192,10 @@ def test_pod_problems_are_recognised():
                                               "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}
     assert "ImagePullBackOff" in kaniko.pod_problem(pull, opts)[0]
     assert kaniko.pod_problem({"status": {"phase": "Pending"}}, opts) is None
+    # the kubelet stopped it at activeDeadlineSeconds (the fake kubelet's test shows that status)
+    late = {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "containerStatuses": [
+        {"name": "kaniko", "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}}
+    assert "ran longer than its deadline" in kaniko.pod_problem(late, opts)[0]
 
 
 # -- dry run ---------------------------------------------------------------------------
@@ -212,6 +216,59 @@ def test_dry_run_lists_every_object_without_any_cluster(function_dir, monkeypatc
     assert any(a.startswith("RUNTIME_IMAGE=knative.registry.svc.cluster.local/fnctl-runtime/bash:") for a in args)
     assert service["spec"]["template"]["spec"]["containers"][0]["image"] == \
         args[args.index("--destination") + 1]
+
+
+def test_build_pods_are_confined_bounded_and_sized(function_dir, monkeypatch, tmp_path):
+    """Issue 10: requests and limits from the config file, activeDeadlineSeconds from --timeout, kaniko as root
+    with only the capabilities it uses (all in Pod Security's baseline set) and no privilege escalation."""
+    from fnctl import config
+
+    cfg = tmp_path / "fnctl.yaml"
+    cfg.write_text(yaml.safe_dump({"cluster": {"build-resources": {
+        "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "3Gi"}}}}))
+    monkeypatch.setenv("FNCTL_CONFIG", str(cfg))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    config.load.cache_clear()
+    try:
+        (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))      # an upload container as well
+        objects = ClusterTarget(namespace="dev").dry_run(full_request(source=str(function_dir), timeout=90.5))
+    finally:
+        config.load.cache_clear()
+    pods = [o for o in objects if o["kind"] == "Pod"]
+    assert len(pods) == 2
+    for pod in pods:
+        spec = pod["spec"]
+        assert spec["activeDeadlineSeconds"] == 91
+        assert spec["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+        (kaniko_c,) = spec["containers"]
+        assert kaniko_c["image"] == "gcr.io/kaniko-project/executor:v1.24.0"
+        assert kaniko_c["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "3Gi"}}
+        sc = kaniko_c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+        assert set(sc["capabilities"]["add"]) <= {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL",
+                                                  "MKNOD", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP",
+                                                  "SETUID", "SYS_CHROOT"}   # baseline's allowed set
+        assert "runAsNonRoot" not in sc and "runAsUser" not in sc            # kaniko must run as root
+    (upload,) = pods[-1]["spec"]["initContainers"]
+    assert upload["securityContext"]["runAsNonRoot"] is True and upload["securityContext"]["runAsUser"] == 65534
+    assert upload["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert upload["resources"]["limits"]["memory"]
+
+
+def test_default_build_resources_and_a_bad_resources_config(tmp_path, monkeypatch):
+    from fnctl import config
+
+    assert config.Config().cluster.build_resources == config.DEFAULT_BUILD_RESOURCES
+    cfg = tmp_path / "fnctl.yaml"
+    cfg.write_text("cluster: {build-resources: {request: {cpu: 1}}}\n")
+    monkeypatch.setenv("FNCTL_CONFIG", str(cfg))
+    config.load.cache_clear()
+    try:
+        with pytest.raises(config.UsageError) as info:
+            config.load()
+    finally:
+        config.load.cache_clear()
+    assert "cluster.build-resources" in info.value.message
 
 
 def test_dry_run_namespace_comes_from_the_kubeconfig_context(function_dir, monkeypatch, tmp_path):

@@ -60,6 +60,7 @@ class PodRuntime:
         self.archives: dict[tuple[str, str], bytes] = {}  # (volume, dir) -> tar bytes extracted there
         self.rootfs: dict[str, dict[str, bytes]] = {}
         self.stop = threading.Event()
+        self.deadline_exceeded = False
         self.deleting = False
         self.done = False
         self.thread: threading.Thread | None = None
@@ -300,8 +301,36 @@ class Kubelet:
                 cr.running = False
             self._notify()
 
+    def _deadline(self, rtm: PodRuntime, seconds: float):
+        """activeDeadlineSeconds: the kubelet kills a pod still active after it, phase Failed, reason
+        DeadlineExceeded (its containers end with 137)."""
+        if rtm.stop.wait(seconds) or self.cluster._stopping or rtm.done:
+            return
+        rtm.deadline_exceeded = True
+        rtm.stop.set()
+        if rtm.thread is not None:
+            rtm.thread.join(timeout=5)
+        now = now_rfc3339()
+
+        def failed(p):
+            p["status"].update({"phase": "Failed", "reason": "DeadlineExceeded",
+                                "message": "Pod was active on the node longer than the specified deadline"})
+            for cr in rtm.containers.values():
+                if cr.started and not cr.terminated:
+                    self._cstatus(p, cr, {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": now,
+                                                         "finishedAt": now}})
+            self._cond(p, "Ready", "False", "PodFailed")
+            self._cond(p, "ContainersReady", "False", "PodFailed")
+        with contextlib.suppress(_Gone):
+            self._set(rtm, failed)
+        self._event(rtm, "Normal", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+        self._notify()
+
     def _run_pod(self, rtm: PodRuntime):
         mode = self.mode
+        deadline = rtm.spec.get("activeDeadlineSeconds")
+        if deadline:
+            threading.Thread(target=self._deadline, args=(rtm, float(deadline)), daemon=True).start()
         self._log(f"kubelet: pod {rtm.ns}/{rtm.name} started (mode={mode})")
         inits = [c for c in rtm.containers.values() if c.init]
         mains = [c for c in rtm.containers.values() if not c.init]

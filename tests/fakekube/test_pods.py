@@ -39,7 +39,7 @@ def kaniko_pod(name, context="tar:///workspace/context.tar.gz", volume=None, ini
                                                            "items": [{"key": "context.tar.gz",
                                                                       "path": "context.tar.gz"}]}}
     spec = {"restartPolicy": "Never",
-            "containers": [{"name": "kaniko", "image": "gcr.io/kaniko-project/executor:v1.23.2",
+            "containers": [{"name": "kaniko", "image": "gcr.io/kaniko-project/executor:v1.24.0",
                             "args": [f"--dockerfile={dockerfile}", f"--context={context}",
                                      f"--destination={dest}", "--digest-file=/dev/termination-log"],
                             "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}]}],
@@ -164,7 +164,7 @@ def test_image_pull_and_unschedulable(cluster, api):
         time.sleep(0.05)
     w = cs[0].state.waiting
     assert w.reason == "ImagePullBackOff" and w.message == \
-        'Back-off pulling image "gcr.io/kaniko-project/executor:v1.23.2"'
+        'Back-off pulling image "gcr.io/kaniko-project/executor:v1.24.0"'
     cluster.kubelet.mode = "unschedulable"
     core.create_namespaced_pod("default", kaniko_pod("us"))
     time.sleep(0.2)
@@ -380,3 +380,14 @@ def test_pod_security_enforce_level_of_the_namespace(cluster, api):
         'pods "n" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "c" '
         'must not include "NET_ADMIN" in securityContext.capabilities.add)')
     core.create_namespaced_pod("default", net_admin)            # no label: privileged
+
+
+def test_active_deadline_seconds_stops_the_pod(cluster, api):
+    core = client.CoreV1Api(api)
+    cluster.kubelet.mode = "slow"
+    core.create_namespaced_pod("default", {"metadata": {"name": "late"}, "spec": {
+        "restartPolicy": "Never", "activeDeadlineSeconds": 1, "containers": [{"name": "main", "image": "busybox"}]}})
+    done = wait_phase(core, "late", timeout=8)
+    assert done.status.phase == "Failed" and done.status.reason == "DeadlineExceeded"
+    assert done.status.message == "Pod was active on the node longer than the specified deadline"
+    assert done.status.container_statuses[0].state.terminated.exit_code == 137
