@@ -60,10 +60,31 @@ class EnvironmentProblem(FnctlError):
 
 
 class BuildError(FnctlError):
-    """The image build failed; `details` holds the log tail."""
+    """The image build failed; `details` holds the log tail.
+
+    A template's build step may explain its own failure: a log line with `fnctl-error: WHAT`
+    (and `fnctl-hint: WHAT TO DO`) becomes the message (and hint), whichever builder ran it.
+    """
 
     exit_code = 5
     kind = "build"
+
+    def __init__(self, message: str, hint: str | None = None, details: str | None = None):
+        said = _template_says(details or "")
+        if said.get("error"):       # the builder's own words go below, with the log
+            details = f"{details}\n{message}" if message not in (details or "") else details
+            message, hint = said["error"], said.get("hint") or hint
+        super().__init__(message, hint, details)
+
+
+def _template_says(log: str) -> dict[str, str]:
+    """The last `fnctl-error:` and `fnctl-hint:` a build step printed (any prefix a builder adds is dropped)."""
+    import re
+
+    said: dict[str, str] = {}
+    for kind, text in re.findall(r"fnctl-(error|hint): (.+)", log):
+        said[kind] = text.strip()
+    return said
 
 
 class DeployError(FnctlError):

@@ -10,6 +10,7 @@
       - {name: HANDLER, default: function.handler, description: ...}
       - {name: BASE_IMAGE, default: "buildpack-deps:bookworm-curl", image: true, description: ...}
       - {name: PIP_INDEX_URL, default: "", secret: true}   # RUN --mount=type=secret,id=PIP_INDEX_URL
+      - {name: GOPROXY, machine: go-env, secret: true}      # unless given: the machine's `go env GOPROXY`
     runtimeImage:                 # optional: the per-runtime image, built once and reused
       dockerfile: runtime.Dockerfile
       parameters: [BASE_IMAGE, GO_IMAGE]
@@ -30,13 +31,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from fnctl import config
+from fnctl import config, goenv
 from fnctl.errors import TemplateError, UsageError
 from fnctl.source.context import BuildContext, ContextFile, make_context
 
 # The names the archived TriggerMesh `tm` CLI used for the same runtimes.
 LEGACY_ALIASES = {"aws-custom-runtime": "bash", "knative-go-runtime": "go", "knative-node4-runtime": "node4"}
 RUNTIME_IMAGE_ARG = "RUNTIME_IMAGE"
+MACHINE_SOURCES = ("go-env",)          # where a parameter's value may come from on the user's machine
 _PARAM_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
@@ -47,10 +49,11 @@ class Parameter:
     description: str = ""
     image: bool = False            # a base image: the machine's image map applies
     secret: bool = False           # reaches the build as a secret mount, never as an ARG
+    machine: str | None = None     # "go-env": unless given, the machine's `go env NAME` (if set)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "default": self.default, "description": self.description,
-                "image": self.image, "secret": self.secret}
+                "image": self.image, "secret": self.secret, "machine": self.machine}
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class BuildTemplate:
 
     def resolve(self, given: dict[str, str], source_file: str | None = None,
                 cfg: config.Config | None = None) -> dict[str, str]:
-        """Every declared parameter's value: given > derived from a single file > default."""
+        """Every declared parameter's value: given > the machine's setting (`machine: go-env`) >
+        derived from a single file > default."""
         cfg = cfg or config.load()
         unknown = [k for k in given if self.parameter(k) is None]
         if unknown:
@@ -92,9 +96,12 @@ class BuildTemplate:
                 f"build template {self.name!r} has no parameter {', '.join(map(repr, unknown))}",
                 f"its parameters are: {known} (see `fnctl get buildtemplate {self.name}`)")
         values: dict[str, str] = {}
+        machine = goenv.settings([p.name for p in self.parameters if p.machine == "go-env" and p.name not in given])
         for p in self.parameters:
             if p.name in given:
                 values[p.name] = given[p.name]
+            elif p.name in machine:
+                values[p.name] = machine[p.name]
             elif p.name == "HANDLER" and source_file and p.default and "." in p.default:
                 # As tm did: a single file names the handler's module, e.g. hello.sh -> hello.handler
                 values[p.name] = f"{Path(source_file).stem}.{p.default.rsplit('.', 1)[1]}"
@@ -198,9 +205,14 @@ def parse(document: dict, files: dict[str, bytes], origin: str) -> BuildTemplate
             raise TemplateError(f"{origin}: parameter {raw!r} needs an upper-case `name`",
                                 "e.g. - {name: HANDLER, default: function.handler}")
         default = raw.get("default")
+        machine = raw.get("machine")
+        if machine is not None and (machine not in MACHINE_SOURCES or not goenv.NAME.match(raw["name"])):
+            raise TemplateError(f"{origin}: parameter {raw['name']}: machine must be one of "
+                                f"{', '.join(MACHINE_SOURCES)}, for a GO… parameter",
+                                "e.g. - {name: GOPROXY, machine: go-env, secret: true}")
         params.append(Parameter(raw["name"], None if default is None else str(default),
                                 str(raw.get("description", "")), bool(raw.get("image", False)),
-                                bool(raw.get("secret", False))))
+                                bool(raw.get("secret", False)), machine))
     dockerfile = _file_or_inline(document, "dockerfile", files, origin, required=True)
     runtime_image = None
     ri = document.get("runtimeImage")

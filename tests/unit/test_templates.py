@@ -88,3 +88,62 @@ def test_secret_parameters_are_never_rendered_nor_build_arguments():
     assert "PIP_INDEX_URL" not in python.public(values) and "HANDLER" in python.public(values)
     assert templates.find("bash").secrets(values) is None       # no secret parameter: no BuildKit needed
     assert {p.name for p in python.parameters if p.secret} == {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"}
+
+
+# -- the machine's Go settings (machine: go-env) ----------------------------------------------
+
+@pytest.fixture
+def fresh_go_env():
+    from fnctl import goenv
+
+    goenv._go_env.cache_clear()
+    yield
+    goenv._go_env.cache_clear()
+
+
+def test_go_parameters_take_the_machines_go_env_unless_given(fresh_go_env, monkeypatch):
+    import shutil
+
+    if shutil.which("go") is None:
+        pytest.skip("no go command (scripts/setup installs golang-go)")
+    monkeypatch.setenv("GOPROXY", "https://user:token@proxy.corp.example/go")   # `go env` reads the environment
+    monkeypatch.setenv("GOPRIVATE", "corp.example/*")
+    monkeypatch.setenv("GOFLAGS", "-tags=netgo")
+    go = templates.find("go")
+    values = go.resolve({}, cfg=config.Config(images={}))
+    assert values["GOPROXY"] == "https://user:token@proxy.corp.example/go"
+    assert values["GOPRIVATE"] == "corp.example/*" and values["GOFLAGS"] == "-tags=netgo"
+    assert go.resolve({"GOPROXY": "off"}, cfg=config.Config(images={}))["GOPROXY"] == "off"
+    # secrets: never an ARG of the rendered Dockerfile (the context, the image history), only build secrets
+    rendered = go.render(values, runtime_image="runtime:1")
+    assert "proxy.corp.example" not in rendered and "corp.example/*" not in rendered
+    assert go.secrets(values)["GOPROXY"] == "https://user:token@proxy.corp.example/go"
+
+
+def test_without_go_the_template_defaults_apply(fresh_go_env, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    values = templates.find("go").resolve({}, cfg=config.Config(images={}))
+    assert values["GOPROXY"] == "https://proxy.golang.org,direct" and values["GOPRIVATE"] == ""
+
+
+def test_machine_is_only_go_env_for_go_parameters():
+    doc = {"name": "t", "dockerfileInline": "FROM x\n", "parameters": [{"name": "HANDLER", "machine": "go-env"}]}
+    with pytest.raises(TemplateError) as e:
+        templates.parse(doc, {}, "test")
+    assert "machine must be one of go-env" in e.value.message
+    doc["parameters"] = [{"name": "GOPROXY", "machine": "shell"}]
+    with pytest.raises(TemplateError):
+        templates.parse(doc, {}, "test")
+
+
+def test_a_template_step_explains_its_own_build_failure():
+    from fnctl.errors import BuildError
+
+    log = "Step 7/9 : RUN printf 'fnctl-%s: %s' error ...\n#12 0.41 fnctl-error: could not fetch module m@v1\n" \
+          "#12 0.41 fnctl-hint: set GOPROXY\n"
+    e = BuildError("the image build failed at step 7", "see the log", details=log)
+    assert e.message == "could not fetch module m@v1"
+    assert e.details.endswith("the image build failed at step 7")
+    assert e.hint == "set GOPROXY"
+    plain = BuildError("kaniko exited with code 1", "see the log", details="error building image")
+    assert plain.message == "kaniko exited with code 1" and plain.hint == "see the log"
