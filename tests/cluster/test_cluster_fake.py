@@ -328,6 +328,20 @@ def test_a_revision_pod_that_cannot_start_fails_within_seconds(fake, function_di
     assert "kubectl describe pod -n default hello-00001-deployment-" in err.hint
 
 
+def test_without_the_right_to_watch_the_revisions_pods_the_service_still_decides(fake, function_dir, monkeypatch):
+    from fnctl.kube.client import Kube
+
+    original = Kube.watch_events
+
+    def refused(self, res, deadline, *, field_selector=None, label_selector=None):
+        if label_selector and "serving.knative.dev/revision=" in label_selector:       # a 403 on its first list
+            raise errors.ClusterError("forbidden: you may not list pods")
+        yield from original(self, res, deadline, field_selector=field_selector, label_selector=label_selector)
+
+    monkeypatch.setattr(Kube, "watch_events", refused)
+    assert ClusterTarget().deploy(request(function_dir), Recorder()).service.ready is True
+
+
 def test_container_missing_is_reported(fake, function_dir):
     fake.knative.mode = "container-missing"
     with pytest.raises(errors.DeployError) as info:
