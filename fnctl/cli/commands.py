@@ -102,7 +102,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         concurrency=concurrency, min_scale=min_scale, max_scale=max_scale, concurrency_target=concurrency_target,
         registry_host=registry_host, registry_secret=registry_secret, insecure_registry=insecure_registry,
         kaniko_image=kaniko_image,
-        build_namespace=build_namespace)
+        build_namespace=validation.namespace(build_namespace))
     reporter = TerminalReporter(quiet=quiet)
     if dry_run:
         from fnctl.cluster import ClusterTarget

@@ -190,3 +190,14 @@ def test_git_credentials_stay_out_of_output_and_annotations(fake, env, tmp_path,
     ksvc = fake.get("services.serving.knative.dev", "hello")
     assert ksvc["metadata"]["annotations"]["fnctl.dev/source"].startswith("https://git.example/team/fn.git@")
     assert "tok3n" not in json.dumps(ksvc)
+
+
+def test_build_namespace_on_the_command_line(fake, env, function_dir):
+    fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "builds"}})
+    r = deploy(env, "hello", "-f", str(function_dir), "--build-template", "bash", "--build-namespace", "builds",
+               "-o", "json")
+    assert r.code == 0, r
+    assert json.loads(r.out)["namespace"] == "default"
+    assert {p for m, p, _ in fake.requests if m == "POST" and p.endswith("/pods")} == {"/api/v1/namespaces/builds/pods"}
+    bad = deploy(env, "hello", "-f", str(function_dir), "--build-template", "bash", "--build-namespace", "..")
+    assert bad.code == 2 and "invalid namespace '..'" in bad.err
