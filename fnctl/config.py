@@ -99,7 +99,7 @@ def parse_resources(value, origin: str) -> dict:
                          "write it like {requests: {cpu: 250m, memory: 512Mi}, limits: {memory: 4Gi}}")
     out: dict = {}
     for kind, amounts in value.items():
-        if not isinstance(amounts, dict) or not all(isinstance(v, (str, int, float)) for v in amounts.values()):
+        if not isinstance(amounts, dict) or not all(isinstance(v, str | int | float) for v in amounts.values()):
             raise UsageError(f"{origin}: cluster.build-resources.{kind} must map resource names to quantities",
                              "e.g. {cpu: 500m, memory: 1Gi}")
         out[kind] = {str(k): str(v) for k, v in amounts.items()}

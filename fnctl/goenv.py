@@ -27,7 +27,7 @@ def _go_env(names: tuple[str, ...]) -> dict[str, str]:
         data = json.loads(done.stdout or b"{}") if done.returncode == 0 else {}
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return {}
-    return {k: str(v) for k, v in data.items() if isinstance(k, str) and isinstance(v, (str, int))}
+    return {k: str(v) for k, v in data.items() if isinstance(k, str) and isinstance(v, str | int)}
 
 
 def settings(names: list[str]) -> dict[str, str]:
