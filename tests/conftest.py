@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
+from http import server as http_server
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,24 @@ def docker_ready() -> bool:
 
 needs_docker = pytest.mark.skipif(not docker_ready(), reason="needs a Docker engine and the local base images "
                                                              "(run scripts/setup)")
+
+
+class _QuietFiles(http_server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_go_module_proxy(host: str, cache: Path, module_dir: Path):
+    """A Go module proxy on HOST, standing in for a company's: the module cache download folder (the
+    GOPROXY protocol's own layout) of MODULE_DIR's modules, fetched by this machine's `go` with its
+    settings, served over plain HTTP. Yields its URL."""
+    subprocess.run(["go", "mod", "download"], cwd=module_dir, check=True, capture_output=True,
+                   env={**os.environ, "GOMODCACHE": str(cache), "GOFLAGS": "-modcacherw"}, timeout=300)
+    handler = functools.partial(_QuietFiles, directory=str(cache / "cache" / "download"))
+    server = http_server.ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()

@@ -7,11 +7,9 @@ and deletes it afterwards, whatever happened.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, fnctl, needs_docker
+from tests.conftest import EXAMPLES, fnctl, needs_docker, serve_go_module_proxy
 from tests.runtimes.helpers import FIXTURES, http
 
 pytestmark = [pytest.mark.docker, needs_docker]
@@ -246,19 +244,8 @@ def go_module_proxy(tmp_path_factory):
     certificate (a TLS-intercepting egress), as builds behind many company proxies cannot."""
     if shutil.which("go") is None:
         pytest.skip("no go command on this machine to fill the module proxy (scripts/setup installs golang-go)")
-    cache = tmp_path_factory.mktemp("gomodcache")
-    subprocess.run(["go", "mod", "download"], cwd=EXAMPLES / "go-lambda", check=True, capture_output=True,
-                   env={**os.environ, "GOMODCACHE": str(cache), "GOFLAGS": "-modcacherw"}, timeout=300)
-    handler = functools.partial(QuietFiles, directory=str(cache / "cache" / "download"))
-    server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-class QuietFiles(http_server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with serve_go_module_proxy("127.0.0.1", tmp_path_factory.mktemp("gomodcache"), EXAMPLES / "go-lambda") as url:
+        yield url
 
 
 def test_go_lambda_example_with_the_machines_go_proxy(service, go_module_proxy):
