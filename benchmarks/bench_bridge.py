@@ -85,7 +85,7 @@ def run() -> dict:
             runs = [b.hey(port, c, duration=seconds) for _ in range(reps)]
             results["bash"][c] = _summary(runs)
             b.log(f"bash c={c}: {json.dumps(results['bash'][c])}")
-        demo = "10s" if b.QUICK else "30s"
+        demo = b.demo_duration()
         time.sleep(1)
         results["bash_demo"] = {"duration": demo, **b.hey(port, 1000, duration=demo, timeout=180)}
         b.log(f"bash hey -c 1000 -z {demo}: {json.dumps(results['bash_demo'])}")

@@ -41,18 +41,6 @@ def images() -> dict[str, str]:
     return found
 
 
-def cold_start(api, image: str, name: str) -> float:
-    port = b.free_port()
-    b.run_container(image, name, port, create_only=True)
-    try:
-        start = time.monotonic()
-        api.start(name)
-        took = b.wait_answer(port, BODY, _good, deadline_s=30, pause=0.001)
-        return time.monotonic() - start if took is not None else None
-    finally:
-        b.remove_container(name)
-
-
 def memory(image: str, name: str) -> dict:
     port = b.free_port()
     b.run_container(image, name, port)
@@ -92,7 +80,7 @@ def run() -> dict:
     for i in range(n):
         order = list(imgs) if i % 2 == 0 else list(imgs)[::-1]
         for label in order:
-            times[label].append(cold_start(api, imgs[label], f"bench-cold-{label.replace(' ', '-')}"))
+            times[label].append(b.cold_start(api, imgs[label], f"bench-cold-{label.replace(' ', '-')}", BODY, _good))
     mem = {label: memory(image, f"bench-mem-{label.replace(' ', '-')}") for label, image in imgs.items()}
     base = b.median(times["plain go"])
     results = {"runs": n, "cold_start_s": {k: {"median": b.median(v), "runs": v} for k, v in times.items()},

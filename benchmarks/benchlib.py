@@ -32,6 +32,12 @@ IMG = "bench-img"                      # repository prefix of images the suite b
 DOCKER_ENV = {**os.environ, "DOCKER_BUILDKIT": "0"}   # fnctl uses the classic builder; so does the baseline
 
 QUICK = False                          # set by `run --quick`
+DEMO_DURATION: str | None = None       # set by `run --demo-duration`: the hey -c 1000 -z run's length
+
+
+def demo_duration() -> str:
+    """How long the `hey -c 1000 -z ...` runs last: --demo-duration, else 30s (10s with --quick)."""
+    return DEMO_DURATION or ("10s" if QUICK else "30s")
 
 
 def reps(full: int, quick: int = 1) -> int:
@@ -138,19 +144,37 @@ def runtime_tag(template: str, context) -> str:
 
 def function_image(source: Path, template: str, tag: str) -> str:
     """Build SOURCE with TEMPLATE exactly as fnctl would (runtime image first if absent)."""
-    rt_ctx, _ = render(source, template)
+    from fnctl.model import DeployRequest
+    from fnctl.pipeline import prepare
+
+    prepared = prepare(DeployRequest(name="bench", source=str(source), template=template))
     rt = None
-    if rt_ctx is not None:
-        rt = runtime_tag(template, rt_ctx)
+    if prepared.runtime_context is not None:
+        rt = runtime_tag(template, prepared.runtime_context)
         if not image_exists(rt):
             log(f"building {rt}")
-            build(rt_ctx.data, rt)
-    _, fn_ctx = render(source, template, rt)
+            build(prepared.runtime_context.data, rt)
+    fn_ctx = prepared.function_context(rt)
     full = f"{tag}-{fn_ctx.short_digest}"
     if not image_exists(full):
         log(f"building {full}")
-        build(fn_ctx.data, full)
+        secrets = prepared.template.secrets(prepared.values)
+        if secrets is None:
+            build(fn_ctx.data, full)
+        else:       # a template with secret parameters (go's GOPROXY & co.): fnctl builds it with BuildKit
+            from fnctl.builders.docker import DockerEngine
+            DockerEngine.connect().build(fn_ctx, full, _QuietReporter(), secrets=secrets)
     return full
+
+
+class _QuietReporter:
+    """fnctl's Reporter protocol, saying nothing (the suite logs its own progress)."""
+
+    def phase(self, *_args, **_kwargs) -> None: ...
+
+    def log(self, *_args, **_kwargs) -> None: ...
+
+    def note(self, *_args, **_kwargs) -> None: ...
 
 
 def plain_image() -> str:
@@ -168,7 +192,7 @@ def free_port() -> int:
 
 
 def run_container(image: str, name: str, port: int, env: dict[str, str] | None = None,
-                  create_only: bool = False) -> str:
+                  create_only: bool = False, command: list[str] | None = None) -> str:
     track_container(name)
     docker("rm", "-f", name, check=False)
     args = ["create" if create_only else "run"] + ([] if create_only else ["-d"])
@@ -176,27 +200,28 @@ def run_container(image: str, name: str, port: int, env: dict[str, str] | None =
              "-e", f"PORT={port}", "-e", "FNCTL_LISTEN_HOST=127.0.0.1"]
     for k, v in (env or {}).items():
         args += ["-e", f"{k}={v}"]
-    return docker(*args, image)
+    return docker(*args, image, *(command or []))
 
 
-def request(port: int, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+def request(port: int, body: bytes, timeout: float = 5.0, path: str = "/") -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
         conn.close()
 
 
-def wait_answer(port: int, body: bytes, good, deadline_s: float = 120.0, pause: float = 0.001) -> float:
-    """Poll 127.0.0.1:PORT until a 200 whose body satisfies good(body); return the time it took."""
+def wait_answer(port: int, body: bytes, good, deadline_s: float = 120.0, pause: float = 0.001,
+                path: str = "/") -> float:
+    """Poll 127.0.0.1:PORT(PATH) until a 200 whose body satisfies good(body); return the time it took."""
     start = time.monotonic()
     end = start + deadline_s
     last = None
     while time.monotonic() < end:
         try:
-            status, got = request(port, body, timeout=min(5.0, max(0.05, end - time.monotonic())))
+            status, got = request(port, body, timeout=min(5.0, max(0.05, end - time.monotonic())), path=path)
             if status == 200 and good(got):
                 return time.monotonic() - start
             last = (status, got[:200])
@@ -206,8 +231,29 @@ def wait_answer(port: int, body: bytes, good, deadline_s: float = 120.0, pause: 
     raise TimeoutError(f"127.0.0.1:{port} gave no good answer in {deadline_s}s (last: {last!r})")
 
 
+def cold_start(api, image: str, name: str, body: bytes, good, *, path: str = "/",
+               command: list[str] | None = None, env: dict[str, str] | None = None) -> float:
+    """Seconds from the Engine API's start call of a container created beforehand (host network,
+    a free loopback port) to its first good answer, polled once a millisecond."""
+    port = free_port()
+    cmd = [c.format(port=port) for c in command] if command else None
+    run_container(image, name, port, env, create_only=True, command=cmd)
+    try:
+        start = time.monotonic()
+        api.start(name)
+        wait_answer(port, body, good, deadline_s=30, pause=0.001, path=path)
+        return time.monotonic() - start
+    finally:
+        remove_container(name)
+
+
 def container_pid(name: str) -> int:
     return int(docker("inspect", "-f", "{{.State.Pid}}", name))
+
+
+def container_pids(name: str) -> list[int]:
+    """Host PIDs of every process in the container (its PID 1 and all it started)."""
+    return [int(x) for x in docker("top", name, "-eo", "pid").split()[1:]]
 
 
 def vmrss_kib(pid: int) -> int:
@@ -220,10 +266,10 @@ def vmrss_kib(pid: int) -> int:
 # -- hey ------------------------------------------------------------------------------------
 
 def hey(port: int, concurrency: int, *, n: int | None = None, duration: str | None = None,
-        body: str = '{"text":"netadmin"}', timeout: float = 120) -> dict:
+        body: str = '{"text":"netadmin"}', timeout: float = 120, path: str = "/") -> dict:
     cmd = ["hey", "-c", str(concurrency), "-m", "POST", "-T", "application/json", "-d", body, "-t", "20"]
     cmd += ["-z", duration] if duration else ["-n", str(n)]
-    out = sh(cmd + [f"http://127.0.0.1:{port}/"], timeout=timeout, env=os.environ.copy()).stdout.decode()
+    out = sh(cmd + [f"http://127.0.0.1:{port}{path}"], timeout=timeout, env=os.environ.copy()).stdout.decode()
     return parse_hey(out)
 
 
