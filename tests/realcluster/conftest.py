@@ -80,7 +80,28 @@ def real_cluster():
                subprocess.run([str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout.split())
     yield RealCluster(env=env)
     if not was_up and not os.environ.get("FNCTL_KEEP_CLUSTER"):
-        subprocess.run([str(SCRIPT), "down"], capture_output=True, timeout=300)
+        subprocess.run([str(SCRIPT), "down"], capture_output=True, timeout=300, check=True)
+        assert leftovers() == [], "scripts/test-cluster down left these behind"
+
+
+def leftovers() -> list[str]:
+    """What a stopped test cluster must not leave: processes, containers, networks, namespaces, files."""
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"network namespace {n}" for n in ("fnctl-tc", "fnctl-tc-as") if n in netns.split()]
+    containers = subprocess.run(["docker", "ps", "-aq", "--filter", "label=fnctl-tc.pod-uid"],
+                                capture_output=True, text=True).stdout.split()
+    found += [f"container {c}" for c in containers]
+    if subprocess.run(["docker", "network", "inspect", "fnctl-tc-pods"], capture_output=True).returncode == 0:
+        found.append("docker network fnctl-tc-pods")
+    nat = subprocess.run(["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
+    found += ["NAT rule fnctl-tc" for line in nat.splitlines() if "fnctl-tc" in line]
+    if Path("/run/fnctl-test-cluster").exists():
+        found.append("/run/fnctl-test-cluster")
+    procs = subprocess.run(["pgrep", "-f", "kube-apiserver|knative-controller|fnctl-test-node"],
+                           capture_output=True, text=True).stdout.split()
+    found += [f"process {p}" for p in procs]
+    return found
 
 
 @pytest.fixture

@@ -141,8 +141,16 @@ def test_go_lambda_example(real_cluster, unique_name, pod_network_go_proxy, monk
     monkeypatch.setenv("GOFLAGS", "-mod=mod")
     r, _ = deploy(real_cluster, unique_name, EXAMPLES / "go-lambda", template="go")
     assert r.code == 0, r
-    status, body, _ = real_cluster.curl(json.loads(r.out)["url"], b'{"name":"netadmin"}')
-    assert status == 200 and b"netadmin" in body, body
+    first = json.loads(r.out)
+    assert first["ready"] is True and first["revision"] == f"{unique_name}-00001"
+    status, body, _ = real_cluster.curl(first["url"], b'{"name":"netadmin"}')
+    assert status == 200 and json.loads(body) == "Hello netadmin!", body
+    r, _ = deploy(real_cluster, unique_name, EXAMPLES / "go-lambda", "--env", "GREETING=hi", template="go")
+    assert r.code == 0, r
+    second = json.loads(r.out)
+    assert second["revision"] == f"{unique_name}-00002" and second["image"] == first["image"]   # no rebuild
+    status, body, _ = real_cluster.curl(second["url"], b'{"name":"again"}')
+    assert status == 200 and json.loads(body) == "Hello again!", body
     real_cluster.fnctl("delete", "service", unique_name, "--cluster")
 
 
