@@ -110,7 +110,7 @@ class ClusterTarget:
         kube = self._knative()
         template = templates.find(request.template, extra=self._cluster_templates(phases))
         phases.phase("source", redact(request.source))
-        prepared = prepare(request, {template.name: template}, cfg=_cluster_images())
+        prepared = prepare(request, template, cfg=_cluster_images())
         values, origin = prepared.values, prepared.origin
         options = self._options(request)
         builder = KanikoBuilder(kube.in_namespace(request.build_namespace or kube.namespace), options, phases)
@@ -316,7 +316,7 @@ class ClusterTarget:
         validation.service_name(request.name)
         namespace = self._namespace or context_namespace(self.context)[1] or "default"
         build_namespace = request.build_namespace or namespace
-        prepared = prepare(request, cfg=_cluster_images())
+        prepared = prepare(request, templates.find(request.template), cfg=_cluster_images())
         template, values, origin = prepared.template, prepared.values, prepared.origin
         options = self._options(request)
         objects: list[dict] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from fnctl import validation
-from fnctl.cli import cli
+from fnctl.cli import OUTPUT_KEY, cli
 from fnctl.cli.output import TerminalReporter, dump, table
 from fnctl.model import DeployRequest
 
@@ -26,7 +26,14 @@ def target_options(func):
 def output_option(*extra: str, default: str = "human"):
     choices = ("human", "json", "yaml", *extra)
     return click.option("-o", "--output", type=click.Choice(choices), default=default, show_default=True,
+                        is_eager=True, callback=_remember_output,
                         help="Output format; progress and errors always go to stderr.")
+
+
+def _remember_output(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Errors are rendered by the group (fnctl.cli.report_error): it reads the choice here."""
+    ctx.meta[OUTPUT_KEY] = value
+    return value
 
 
 def _target(reporter, local, cluster, context, namespace, announce=False):
@@ -77,7 +84,9 @@ def deploy() -> None:
 @click.option("--build-namespace", default=None, metavar="NS",
               help="[cluster] Namespace of the build pods (default: the Service's), e.g. when the Service's "
                    "namespace enforces Pod Security 'restricted', which refuses kaniko (it runs as root).")
-@click.option("--dry-run", is_flag=True, help="Print the objects a cluster deploy would create; change nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print what the deploy would create (the cluster's objects; with --local the images and "
+                   "container); change nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
@@ -105,11 +114,14 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         build_namespace=validation.namespace(build_namespace))
     reporter = TerminalReporter(quiet=quiet)
     if dry_run:
-        from fnctl.cluster import ClusterTarget
+        from fnctl.app import dry_run as plan
 
-        objects = ClusterTarget(context=context, namespace=validation.namespace(namespace)).dry_run(request)
-        dump(objects if output != "yaml" else {"apiVersion": "v1", "kind": "List", "items": objects},
-             "json" if output in ("json", "human", "url") else "yaml")
+        objects = plan(request, reporter, local=local, cluster=cluster, context=context,
+                       namespace=validation.namespace(namespace))
+        if output == "yaml" and not local:
+            dump({"apiVersion": "v1", "kind": "List", "items": objects}, "yaml")
+        else:
+            dump(objects, "yaml" if output == "yaml" else "json")
         return
     result = _target(reporter, local, cluster, context, namespace, announce=True).deploy(request, reporter)
     service = result.service

@@ -1,3 +1,1 @@
-from fnctl.local.target import LocalTarget
-
-__all__ = ["LocalTarget"]
+"""The local target's deployer: containers on the Docker engine, state in their labels."""
