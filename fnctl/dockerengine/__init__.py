@@ -1,4 +1,4 @@
-"""The Docker engine: the only package that imports `docker` (lazily, on connect).
+"""The Docker engine: the only package that imports `docker`.
 
     engine = DockerEngine()                # connects on first use; EnvironmentProblem when none answers
     engine.build(context, tag, reporter); engine.run(image, name, env, labels); engine.stop(id)
