@@ -55,7 +55,7 @@ def test_local_dry_run_shows_the_plan_without_an_engine(tmp_path):
     assert f'ARG RUNTIME_IMAGE="{runtime["name"]}"' in function["dockerfile"]
     assert container["name"] == "fnctl-plan-00001" and container["image"] == function["name"]
     assert container["env"]["INVOKER_COUNT"] == "2" and container["env"]["TOKEN"] == "abc"
-    assert container["labels"]["fnctl.dev/env"] == '{"A": "1"}'
+    assert container["labels"]["fnctl.dev/env-names"] == '["A"]' and container["env"]["A"] == "1"
     assert [p for p in ("source", "runtime", "build", "deploy") if f"{p:>8}  " in r.err] == \
         ["source", "runtime", "build", "deploy"]
 
