@@ -69,8 +69,8 @@ def choose_target(reporter: Reporter, local: bool = False, cluster: bool = False
 
 def local_target() -> Target:
     from fnctl.builders.docker import DockerBuilder
+    from fnctl.deployers.local import LocalDeployer
     from fnctl.dockerengine import DockerEngine
-    from fnctl.local.deployer import LocalDeployer
 
     engine = DockerEngine()                  # one connection, made on first use, for both halves
     return Target("local", DockerBuilder(engine), LocalDeployer(engine))
@@ -87,7 +87,7 @@ def dry_run(request: DeployRequest, reporter: Reporter, local: bool = False, clu
     objects: list[dict] = []
     if local:
         from fnctl.builders.docker import DockerBuildPlan
-        from fnctl.local.deployer import LocalDeployPlan
+        from fnctl.deployers.local import LocalDeployPlan
 
         pipeline.deploy(request, DockerBuildPlan(objects), LocalDeployPlan(objects), reporter)
         return objects

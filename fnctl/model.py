@@ -21,7 +21,7 @@ class DeployRequest:
     wait: bool = True
     timeout: float = 600.0
     # Settings of the cluster target; the local one applies those that mean something there
-    # and refuses the others (fnctl.local.options).
+    # and refuses the others (fnctl.deployers.local_options).
     env_secrets: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)

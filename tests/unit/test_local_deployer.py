@@ -9,8 +9,8 @@ import pytest
 
 from fnctl import labels, pipeline
 from fnctl.builders.docker import DockerBuilder
+from fnctl.deployers.local import LocalDeployer
 from fnctl.errors import DeployError, Interrupted, UsageError
-from fnctl.local.deployer import LocalDeployer
 from fnctl.model import PHASES, DeployRequest, DeployResult
 from tests.conftest import Recorder
 from tests.fakeengine import FakeEngine

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fnctl import config, labels, validation
+from fnctl.deployers import local_options as options
 from fnctl.errors import DeployError, EnvironmentProblem, Interrupted, NotFoundError, WaitTimeout
-from fnctl.local import options
 from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.templates import BuildTemplate
 
