@@ -26,6 +26,9 @@ from fnctl.templates import BuildTemplate
 
 @dataclass(frozen=True)
 class Prepared:
+    """A deploy request made concrete: its template's values resolved, its source read."""
+
+    request: DeployRequest
     template: BuildTemplate
     values: dict[str, str]                 # every template parameter, resolved
     runtime_context: BuildContext | None   # the per-runtime image's context, if the template has one
@@ -46,10 +49,13 @@ class Prepared:
 class Release:
     """What a deployer rolls out: the function's image and what it was made from."""
 
-    request: DeployRequest
     prepared: Prepared
     context: BuildContext                  # the function's build context
     image: BuiltImage
+
+    @property
+    def request(self) -> DeployRequest:
+        return self.prepared.request
 
     @property
     def bridge(self) -> bool:
@@ -101,7 +107,7 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
     runtime_image = builder.runtime_image(prepared, clock)
     context = prepared.function_context(runtime_image)
     image = builder.function_image(request.name, prepared, context, runtime_image, clock)
-    result = deployer.roll_out(Release(request, prepared, context, image), clock)
+    result = deployer.roll_out(Release(prepared, context, image), clock)
     result.phases = clock.stop()
     return result
 
@@ -120,7 +126,7 @@ def prepare(request: DeployRequest, template: BuildTemplate, cfg: config.Config 
         # A single file's folder is the source (as tm did); DIRECTORY picks a folder of it.
         files = tuple(source.package(source.subfolder(tree, values.get("DIRECTORY", "."))))
         origin = f"{tree.origin}@{tree.commit}" if tree.commit else tree.origin
-    return Prepared(template, values, template.runtime_context(values), files, origin)
+    return Prepared(request, template, values, template.runtime_context(values), files, origin)
 
 
 class PhaseClock:
