@@ -23,6 +23,7 @@ _CLUSTER_ONLY = {
     "--registry-secret": "the credentials kaniko pushes with",
     "--insecure-registry": "how kaniko reaches its registry",
     "--kaniko-image": "the image cluster builds run in",
+    "--build-namespace": "where kaniko pods run",
 }
 
 
@@ -34,6 +35,7 @@ def check(request: DeployRequest, template: BuildTemplate) -> None:
         "--registry-secret": request.registry_secret is not None,
         "--insecure-registry": request.insecure_registry,
         "--kaniko-image": request.kaniko_image is not None,
+        "--build-namespace": request.build_namespace is not None,
     }
     refused = [f"{option} ({_CLUSTER_ONLY[option]})" for option, present in given.items() if present]
     if request.min_scale is not None and request.min_scale > 1:

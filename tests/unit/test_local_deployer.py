@@ -169,6 +169,7 @@ def test_labels_go_on_the_container_and_fnctls_own_win(engine, src):
     ({"kaniko_image": "k"}, "--kaniko-image"),
     ({"insecure_registry": True}, "--insecure-registry"),
     ({"registry_host": "r.example"}, "--registry-host"),
+    ({"build_namespace": "builds"}, "--build-namespace"),
     ({"min_scale": 2}, "--min-scale 2"),
     ({"concurrency": 0}, "--concurrency 0"),
     ({"env_secrets": ["/nonexistent/creds.env"]}, "--env-secret /nonexistent/creds.env"),
