@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from fnctl.source.context import BuildContext
 
 # The phases of a deploy, in order, on every target: what progress shows and `-o json` times.
 PHASES = ("source", "runtime", "build", "deploy", "wait")
@@ -61,6 +64,7 @@ class ServiceInfo:
 class BuiltImage:
     reference: str          # what to run: a local tag, or registry/repo@sha256:...
     digest: str | None      # the image id (local) or pushed digest (registry); None in a dry run
+    context: BuildContext   # what it was built from: the same digest means the same function
     cached: bool = False    # True when nothing was built
 
 

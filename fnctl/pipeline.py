@@ -50,12 +50,16 @@ class Release:
     """What a deployer rolls out: the function's image and what it was made from."""
 
     prepared: Prepared
-    context: BuildContext                  # the function's build context
     image: BuiltImage
 
     @property
     def request(self) -> DeployRequest:
         return self.prepared.request
+
+    @property
+    def context(self) -> BuildContext:
+        """The function's build context the image was built from."""
+        return self.image.context
 
     @property
     def bridge(self) -> bool:
@@ -72,9 +76,9 @@ class Builder(Protocol):
     def runtime_image(self, prepared: Prepared, reporter: Reporter) -> str | None:
         """Make sure the template's runtime image exists (phase `runtime`); its reference, or None."""
 
-    def function_image(self, name: str, prepared: Prepared, context: BuildContext, runtime_image: str | None,
-                       reporter: Reporter) -> BuiltImage:
-        """The function's image (phase `build`): a cached one for an unchanged context, else built."""
+    def function_image(self, prepared: Prepared, runtime_image: str | None, reporter: Reporter) -> BuiltImage:
+        """The function's image (phase `build`) FROM `runtime_image`: a cached one for an unchanged
+        context (prepared.function_context), else built."""
 
 
 class Deployer(Protocol):
@@ -105,9 +109,8 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
     clock.phase(SOURCE, redact(request.source))
     prepared = prepare(request, template, builder.image_config)
     runtime_image = builder.runtime_image(prepared, clock)
-    context = prepared.function_context(runtime_image)
-    image = builder.function_image(request.name, prepared, context, runtime_image, clock)
-    result = deployer.roll_out(Release(prepared, context, image), clock)
+    image = builder.function_image(prepared, runtime_image, clock)
+    result = deployer.roll_out(Release(prepared, image), clock)
     result.phases = clock.stop()
     return result
 

@@ -67,24 +67,24 @@ class DockerBuilder(_LocalImages):
         self.engine.build(prepared.runtime_context, tag, reporter,
                           labels={labels.RUNTIME: prepared.template.name})
 
-    def function_image(self, name: str, prepared: Prepared, context: BuildContext, runtime_image: str | None,
-                       reporter: Reporter) -> BuiltImage:
-        tag = function_tag(name, context)
+    def function_image(self, prepared: Prepared, runtime_image: str | None, reporter: Reporter) -> BuiltImage:
+        context = prepared.function_context(runtime_image)
+        tag = function_tag(prepared.request.name, context)
         image_id = self.engine.image_id(tag)
         if image_id is not None:
             reporter.phase(BUILD, f"{tag} unchanged, using the cached image")
-            return BuiltImage(tag, image_id, cached=True)
+            return BuiltImage(tag, image_id, context, cached=True)
         reporter.phase(BUILD, f"{tag} ({_describe(context)})")
         secrets = prepared.template.secrets(prepared.values)
         try:
-            return BuiltImage(tag, self.engine.build(context, tag, reporter, secrets=secrets))
+            return BuiltImage(tag, self.engine.build(context, tag, reporter, secrets=secrets), context)
         except BuildError:
             if runtime_image is None or self.engine.image_id(runtime_image) is not None:
                 raise
         # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
         self._build_runtime(prepared, runtime_image, reporter)
         reporter.phase(BUILD, f"{tag} again, on the rebuilt runtime image")
-        return BuiltImage(tag, self.engine.build(context, tag, reporter, secrets=secrets))
+        return BuiltImage(tag, self.engine.build(context, tag, reporter, secrets=secrets), context)
 
 
 class DockerBuildPlan(_LocalImages):
@@ -103,12 +103,12 @@ class DockerBuildPlan(_LocalImages):
                                               {labels.RUNTIME: prepared.template.name}))
         return tag
 
-    def function_image(self, name: str, prepared: Prepared, context: BuildContext, runtime_image: str | None,
-                       reporter: Reporter) -> BuiltImage:
-        tag = function_tag(name, context)
+    def function_image(self, prepared: Prepared, runtime_image: str | None, reporter: Reporter) -> BuiltImage:
+        context = prepared.function_context(runtime_image)
+        tag = function_tag(prepared.request.name, context)
         reporter.phase(BUILD, f"would build {tag} ({_describe(context)}) unless the engine has it")
         self.objects.append(_image_object(tag, "function", context, {}))
-        return BuiltImage(tag, None)
+        return BuiltImage(tag, None, context)
 
 
 def _image_object(tag: str, role: str, context: BuildContext, image_labels: dict[str, str]) -> dict:
