@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fnctl import config, source, templates, validation
+from fnctl.errors import Interrupted
 from fnctl.model import PHASES, SOURCE, BuiltImage, DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.redact import redact
 from fnctl.source.context import BuildContext, ContextFile, make_context
@@ -104,10 +105,14 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
     """Source to a running service: every step once, in order, timed by phase."""
     validation.service_name(request.name)
     clock = PhaseClock(reporter)
-    template = templates.find(request.template, builder.templates(clock))
-    deployer.check(request, template)
-    clock.phase(SOURCE, redact(request.source))
-    prepared = prepare(request, template, builder.image_config)
+    try:
+        template = templates.find(request.template, builder.templates(clock))
+        deployer.check(request, template)
+        clock.phase(SOURCE, redact(request.source))
+        prepared = prepare(request, template, builder.image_config)
+    except KeyboardInterrupt:
+        # Builders and deployers answer Ctrl-C themselves (undo, cleanup); before them nothing was made.
+        raise Interrupted(f"interrupted before {request.name} was built; nothing was changed") from None
     runtime_image = builder.runtime_image(prepared, clock)
     image = builder.function_image(prepared, runtime_image, clock)
     result = deployer.roll_out(Release(prepared, image), clock)

@@ -36,12 +36,14 @@ class Recorder:
 
     def __init__(self, interrupt_on_log: bool = False):
         self.phases: list[str] = []
+        self.details: list[str] = []                       # each phase's detail, in order
         self.logs: list[str] = []
         self.notes: list[str] = []
         self.interrupt_on_log = interrupt_on_log          # Ctrl-C at the first line of build output
 
     def phase(self, name: str, detail: str = "") -> None:
         self.phases.append(name)
+        self.details.append(detail)
 
     def log(self, line: str) -> None:
         self.logs.append(line)

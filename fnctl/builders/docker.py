@@ -58,7 +58,7 @@ class DockerBuilder(_LocalImages):
         if self.engine.image_id(tag) is None:
             self._build_runtime(prepared, tag, reporter)
         else:
-            reporter.phase(RUNTIME, f"{tag} (built before)")
+            reporter.phase(RUNTIME, f"{prepared.template.name} runtime image already built: {tag}")
         return tag
 
     def _build_runtime(self, prepared: Prepared, tag: str, reporter: Reporter) -> None:

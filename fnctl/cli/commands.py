@@ -142,8 +142,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
 @output_option()
 def deploy_buildtemplate(path, local, cluster, context, namespace, output):
     """Store a team's build template in the cluster namespace."""
-    target = _cluster_only("deploy buildtemplate", local, cluster, context, namespace)
-    template = target.deploy_template(path)
+    template = _cluster_templates("deploy buildtemplate", local, context, namespace).store(path)
     if output == "human":
         click.echo(f"Build template {template.name} stored in {template.origin}")
     else:
@@ -185,7 +184,7 @@ def get_buildtemplate(name, local, cluster, context, namespace, output):
         validation.template_name(name)
     known = dict(templates.builtin())
     if not local and (cluster or context or _has_cluster()):
-        known.update(_cluster_only("get buildtemplate", local, True, context, namespace).templates())
+        known.update(_cluster_templates("get buildtemplate", local, context, namespace).list())
     found = [templates.find(name, known)] if name is not None else list(known.values())
     if output != "human":
         dump([t.to_dict() for t in found], output)
@@ -273,7 +272,7 @@ def delete_service(name, force, local, cluster, context, namespace):
 def delete_buildtemplate(name, force, local, cluster, context, namespace):
     """Delete a build template stored in the cluster namespace."""
     validation.template_name(name)
-    _cluster_only("delete buildtemplate", local, cluster, context, namespace).delete_template(name, force=force)
+    _cluster_templates("delete buildtemplate", local, context, namespace).delete(name, force=force)
     click.echo(f"Build template {name} deleted")
 
 
@@ -283,16 +282,15 @@ def _has_cluster() -> bool:
     return has_cluster_config()
 
 
-def _cluster_only(what: str, local: bool, cluster: bool, context, namespace):
+def _cluster_templates(what: str, local: bool, context, namespace):
     from fnctl.errors import UsageError
 
     if local:
         raise UsageError(f"{what} works on a cluster; local build templates are the built-in ones",
                          "drop --local (team templates live in the cluster namespace)")
-    from fnctl.app import choose_target
+    from fnctl.app import cluster_templates
 
-    return choose_target(TerminalReporter(), cluster=True, context=context,
-                         namespace=validation.namespace(namespace))
+    return cluster_templates(context, validation.namespace(namespace))
 
 
 def _ready(value) -> str:
