@@ -123,8 +123,8 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
 def prepare(request: DeployRequest, template: BuildTemplate, cfg: config.Config | None = None) -> Prepared:
     """Read the source into memory (a git clone is removed again) and resolve `template`'s parameters.
 
-    `cfg` carries the image map; a cluster build passes an empty one, since the
-    machine's local base images do not exist where kaniko pulls.
+    `cfg` carries the builder's image map: the machine's for the local engine, the config
+    file's cluster.images for kaniko (the machine's local base images do not exist where it pulls).
     """
     cfg = cfg or config.load()
     # Check the parameters before any clone: bad input should fail at once.
