@@ -173,6 +173,10 @@ def _median_run(rs: list[dict]) -> dict:
             "built": [r.get("built") for r in rs], "unchanged": [r.get("unchanged") for r in rs]}
 
 
+# fnctl's phases as `-o json` reports them on every target (fnctl.model.PHASES), and the rest.
+PHASE_COLUMNS = ("source", "runtime", "build", "deploy", "wait", "other")
+
+
 def report(res: dict) -> list[str]:
     rows, phase_rows = [], []
     for template, data in res["templates"].items():
@@ -188,15 +192,14 @@ def report(res: dict) -> list[str]:
             rows.append([template, kind, b.fmt(f["total"], " s"), b.fmt(base["total"], " s"),
                          b.ratio(f["total"], base["total"]) + note])
             fp, bp = f["phases"], base["phases"]
-            phase_rows.append([template, kind, *(b.fmt(fp.get(p), " s") for p in ("context", "build", "start",
-                                                                                    "ready", "other")),
+            phase_rows.append([template, kind, *(b.fmt(fp.get(p), " s") for p in PHASE_COLUMNS),
                                " / ".join(b.fmt(bp.get(p), " s") for p in ("build", "start", "ready"))])
     reps = ", ".join(f"{t} {d['reps']}" for t, d in res["templates"].items())
     tables = [b.table(f"Deploy loop on the local target: deploy to first good answer (median of {reps} runs)",
                       ["template", "deploy", "fnctl", "hand-written docker", "ratio"], rows),
               b.table("Deploy loop: fnctl's phases (from `-o json`; other = CLI start-up, target checks, the final "
                       "poll) and the baseline's build / start / ready",
-                      ["template", "deploy", "context", "build", "start", "ready", "other",
+                      ["template", "deploy", *PHASE_COLUMNS,
                        "baseline build / start / ready"], phase_rows)]
     if res["skipped"]:
         print(f"(skipped, no build template yet: {', '.join(res['skipped'])})")

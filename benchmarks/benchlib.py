@@ -110,11 +110,12 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 def render(source: Path, template: str, runtime_image: str | None = None, build_args: dict | None = None):
     """The build contexts fnctl would send for SOURCE: (runtime context or None, function context)."""
+    from fnctl import templates
     from fnctl.model import DeployRequest
     from fnctl.pipeline import prepare
 
     request = DeployRequest(name="bench", source=str(source), template=template, build_args=build_args or {})
-    prepared = prepare(request)
+    prepared = prepare(request, templates.find(template))
     return prepared.runtime_context, prepared.function_context(runtime_image)
 
 

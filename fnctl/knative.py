@@ -12,22 +12,16 @@ import queue
 import threading
 import time
 from contextlib import closing
-from typing import TYPE_CHECKING
 
+from fnctl import labels
 from fnctl.errors import DeployError, FnctlError, WaitTimeout
+from fnctl.kube.client import KSERVICES, PODS, REVISIONS, Kube
+from fnctl.kube.errors import Conflict
 from fnctl.model import DeployRequest, ServiceInfo
-
-if TYPE_CHECKING:
-    from fnctl.kube.client import Kube
 
 API_VERSION = "serving.knative.dev/v1"
 PORT = 8080
 PORT_NAME = "http1"               # Knative's name for HTTP/1.1 (h2c for HTTP/2)
-MANAGED_BY = ("app.kubernetes.io/managed-by", "fnctl")
-SERVICE_LABEL = "fnctl.dev/service"
-TEMPLATE_ANNOTATION = "fnctl.dev/template"
-SOURCE_ANNOTATION = "fnctl.dev/source"
-CONTEXT_ANNOTATION = "fnctl.dev/context"      # digest of the function's build context
 # Per-revision autoscaling annotations (config-autoscaler documents their cluster-wide defaults:
 # min-scale, max-scale, container-concurrency-target-default).
 MIN_SCALE = "autoscaling.knative.dev/min-scale"
@@ -58,12 +52,12 @@ FUNCTION_SECURITY_CONTEXT = {
 def service_manifest(request: DeployRequest, namespace: str, image: str, *, template: str,
                      source: str, context_digest: str | None = None) -> dict:
     """The Service for `request`, running `image` (by digest) on port 8080."""
-    labels = {**request.labels, MANAGED_BY[0]: MANAGED_BY[1], SERVICE_LABEL: request.name}
+    service_labels = {**request.labels, **labels.MANAGED_BY, labels.SERVICE: request.name}
     # Knative's webhook refuses autoscaling annotations on the Service: they only work per revision.
     annotations = {**{k: v for k, v in request.annotations.items() if not _autoscaling(k)},
-                   TEMPLATE_ANNOTATION: template, SOURCE_ANNOTATION: source}
+                   labels.TEMPLATE: template, labels.SOURCE: source}
     if context_digest:
-        annotations[CONTEXT_ANNOTATION] = context_digest
+        annotations[labels.CONTEXT] = context_digest
     revision_annotations = dict(request.annotations)
     if request.min_scale is not None:
         revision_annotations[MIN_SCALE] = str(request.min_scale)
@@ -85,13 +79,13 @@ def service_manifest(request: DeployRequest, namespace: str, image: str, *, temp
         revision_spec["containerConcurrency"] = request.concurrency
     if request.registry_secret:
         revision_spec["imagePullSecrets"] = [{"name": request.registry_secret}]
-    template_meta: dict = {"labels": {**request.labels, SERVICE_LABEL: request.name}}
+    template_meta: dict = {"labels": {**request.labels, labels.SERVICE: request.name}}
     if revision_annotations:
         template_meta["annotations"] = revision_annotations
     return {
         "apiVersion": API_VERSION,
         "kind": "Service",
-        "metadata": {"name": request.name, "namespace": namespace, "labels": labels,
+        "metadata": {"name": request.name, "namespace": namespace, "labels": service_labels,
                      "annotations": annotations},
         "spec": {"template": {"metadata": template_meta, "spec": revision_spec}},
     }
@@ -123,35 +117,32 @@ def service_info(obj: dict) -> ServiceInfo:
         ready=True if state == "True" else False if state == "False" else None,
         reason=ready.get("reason"), message=ready.get("message"),
         revision=status.get("latestReadyRevisionName"), image=containers[0].get("image"),
-        template=(meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION),
+        template=(meta.get("annotations") or {}).get(labels.TEMPLATE),
         namespace=meta.get("namespace"), created=meta.get("creationTimestamp"),
         env={e["name"]: e.get("value", "") for e in containers[0].get("env") or [] if "name" in e})
 
 
 # -- deploying ----------------------------------------------------------------
 
-def apply(kube: Kube, manifest: dict) -> tuple[dict, bool]:
-    """Create the Service, or replace an existing one's spec (a new revision). (object, created)."""
-    from fnctl.kube.client import KSERVICES
+def apply(kube: Kube, manifest: dict) -> tuple[dict, dict | None]:
+    """Create the Service, or replace an existing one's spec (a new revision).
 
+    (the object now, the object it replaced or None when it was created).
+    """
     name = manifest["metadata"]["name"]
-    last_conflict: FnctlError | None = None
+    last_conflict: Conflict | None = None
     for _ in range(UPDATE_RETRIES):
         current = kube.get(KSERVICES, name)
         if current is None:
             try:
-                return kube.create(KSERVICES, manifest), True
-            except FnctlError as e:
-                if getattr(e, "status", None) != 409:
-                    raise
+                return kube.create(KSERVICES, manifest), None
+            except Conflict as e:
                 last_conflict = e          # someone created it meanwhile: update instead
                 continue
         body = updated(current, manifest)
         try:
-            return kube.replace(KSERVICES, body), False
-        except FnctlError as e:
-            if getattr(e, "status", None) != 409:
-                raise
+            return kube.replace(KSERVICES, body), current
+        except Conflict as e:
             last_conflict = e              # changed since we read it: read again
     assert last_conflict is not None
     raise DeployError(f"service {name!r} kept changing while fnctl updated it: {last_conflict.message}",
@@ -179,8 +170,6 @@ def wait_ready(kube: Kube, name: str, generation: int | None, timeout: float) ->
     only after its progress deadline (600 s), so a pull, crash-loop or configuration failure
     of those pods ends the wait at once, with the pod's own message.
     """
-    from fnctl.kube.client import KSERVICES
-
     deadline = time.monotonic() + timeout
     watches = _Watches(deadline)
     watches.add("service", kube.watch(KSERVICES, name, deadline))
@@ -191,8 +180,6 @@ def wait_ready(kube: Kube, name: str, generation: int | None, timeout: float) ->
 
 
 def _wait(kube: Kube, name: str, generation: int | None, timeout: float, watches: _Watches) -> dict:
-    from fnctl.kube.client import PODS
-
     waiting_for = "the Knative controller to see the new spec"
     revision = None
     pods: dict[str, dict] = {}
@@ -230,7 +217,7 @@ def _wait(kube: Kube, name: str, generation: int | None, timeout: float, watches
         waiting_for = f"Ready: {detail}" if detail else "the Ready condition"
     raise WaitTimeout(
         f"service {name!r} was not ready within {_seconds(timeout)}; still waiting for {waiting_for}",
-        f"see `fnctl describe service {name}` and `kubectl get ksvc,revision,pod -l {SERVICE_LABEL}={name} -n "
+        f"see `fnctl describe service {name}` and `kubectl get ksvc,revision,pod -l {labels.SERVICE}={name} -n "
         f"{kube.namespace}`; raise --timeout for slow starts")
 
 
@@ -353,8 +340,6 @@ def _unknown_detail(obj: dict) -> str:
 
 def _revision(kube: Kube, obj: dict) -> dict | None:
     """The failed revision, for its own reason (e.g. ContainerMissing under RevisionFailed); best effort."""
-    from fnctl.kube.client import REVISIONS
-
     name = (obj.get("status") or {}).get("latestCreatedRevisionName")
     if not name:
         return None

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from fnctl.source.context import BuildContext
+
+# The phases of a deploy, in order, on every target: what progress shows and `-o json` times.
+PHASES = ("source", "runtime", "build", "deploy", "wait")
+SOURCE, RUNTIME, BUILD, DEPLOY, WAIT = PHASES
 
 
 @dataclass
@@ -17,7 +23,8 @@ class DeployRequest:
     revision: str | None = None       # git branch, tag or commit
     wait: bool = True
     timeout: float = 600.0
-    # Cluster-only settings; the local target ignores them.
+    # Settings of the cluster target; the local one applies those that mean something there
+    # and refuses the others (fnctl.deployers.local_options).
     env_secrets: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -53,12 +60,20 @@ class ServiceInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class BuiltImage:
+    reference: str          # what to run: a local tag, or registry/repo@sha256:...
+    digest: str | None      # the image id (local) or pushed digest (registry); None in a dry run
+    context: BuildContext   # what it was built from: the same digest means the same function
+    cached: bool = False    # True when nothing was built
+
+
 @dataclass
 class DeployResult:
     service: ServiceInfo
     unchanged: bool = False           # nothing to build or restart
     built: bool = True                # False when the image came from the cache
-    phases: dict[str, float] = field(default_factory=dict)   # seconds per phase
+    phases: dict[str, float] = field(default_factory=dict)   # seconds per phase (PHASES, all of them)
 
     def to_dict(self) -> dict:
         return {**self.service.to_dict(), "unchanged": self.unchanged, "built": self.built,
@@ -69,7 +84,7 @@ class Reporter(Protocol):
     """Where the core reports progress; the CLI decides how to show it."""
 
     def phase(self, name: str, detail: str = "") -> None:
-        """A new phase begins: source, build, push, deploy, wait ..."""
+        """A new phase begins; `name` is one of PHASES."""
 
     def log(self, line: str) -> None:
         """One line of build or container output, as it happens."""
@@ -77,20 +92,3 @@ class Reporter(Protocol):
     def note(self, text: str) -> None:
         """A one-line remark, e.g. which target was chosen and why."""
 
-
-
-
-class Target(Protocol):
-    """Where functions run: the local Docker engine or a Knative cluster."""
-
-    name: str
-
-    def deploy(self, request: DeployRequest, reporter: Reporter) -> DeployResult: ...
-
-    def list(self) -> list[ServiceInfo]: ...
-
-    def describe(self, name: str) -> ServiceInfo: ...
-
-    def delete(self, name: str, force: bool = False) -> None: ...
-
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...

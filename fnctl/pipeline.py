@@ -1,17 +1,35 @@
-"""Steps every target shares: from a deploy request to build contexts."""
+"""One deploy, the same steps in the same order for every target.
+
+A target is a pair: a `Builder` (ensure the template's runtime image, build the
+function's image, with the cache lookup inside) and a `Deployer` (roll the image
+out, wait, and answer list/describe/delete/logs). `deploy` composes them, in the
+spirit of knative/func's client (pkg/functions/client.go: one orchestrator over
+Builder, Pusher and Deployer implementations); a dry run is the same `deploy`
+with implementations that record instead of act.
+
+    result = deploy(request, builder, deployer, reporter)
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
-from fnctl import config, source, templates
-from fnctl.model import DeployRequest
+from fnctl import config, source, templates, validation
+from fnctl.errors import Interrupted
+from fnctl.model import PHASES, SOURCE, BuiltImage, DeployRequest, DeployResult, Reporter, ServiceInfo
+from fnctl.redact import redact
 from fnctl.source.context import BuildContext, ContextFile, make_context
 from fnctl.templates import BuildTemplate
 
 
 @dataclass(frozen=True)
 class Prepared:
+    """A deploy request made concrete: its template's values resolved, its source read."""
+
+    request: DeployRequest
     template: BuildTemplate
     values: dict[str, str]                 # every template parameter, resolved
     runtime_context: BuildContext | None   # the per-runtime image's context, if the template has one
@@ -22,15 +40,93 @@ class Prepared:
         dockerfile = self.template.render(self.values, runtime_image)
         return make_context([*self.files, ContextFile("Dockerfile", dockerfile.encode())])
 
+    def runtime_build_args(self) -> dict[str, str]:
+        """The parameters that shape the runtime image (already in its Dockerfile's ARG lines)."""
+        shaping = self.template.runtime_image.parameters if self.template.runtime_image else ()
+        return {k: self.values[k] for k in shaping if k in self.values}
 
-def prepare(request: DeployRequest, extra_templates: dict[str, BuildTemplate] | None = None,
-            cfg: config.Config | None = None) -> Prepared:
-    """Resolve the template and read the source into memory (a git clone is removed again).
 
-    `cfg` carries the image map; a cluster build passes an empty one, since the
-    machine's local base images do not exist where kaniko pulls.
+@dataclass(frozen=True)
+class Release:
+    """What a deployer rolls out: the function's image and what it was made from."""
+
+    prepared: Prepared
+    image: BuiltImage
+
+    @property
+    def request(self) -> DeployRequest:
+        return self.prepared.request
+
+    @property
+    def context(self) -> BuildContext:
+        """The function's build context the image was built from."""
+        return self.image.context
+
+    @property
+    def bridge(self) -> bool:
+        """Served by the runtime bridge (the template has a runtime image)."""
+        return self.prepared.runtime_context is not None
+
+
+class Builder(Protocol):
+    image_config: config.Config            # how the templates' image parameters resolve for this builder
+
+    def templates(self, reporter: Reporter) -> dict[str, BuildTemplate]:
+        """Templates this target knows besides the built-in ones (a cluster namespace's)."""
+
+    def runtime_image(self, prepared: Prepared, reporter: Reporter) -> str | None:
+        """Make sure the template's runtime image exists (phase `runtime`); its reference, or None."""
+
+    def function_image(self, prepared: Prepared, runtime_image: str | None, reporter: Reporter) -> BuiltImage:
+        """The function's image (phase `build`) FROM `runtime_image`: a cached one for an unchanged
+        context (prepared.function_context), else built."""
+
+
+class Deployer(Protocol):
+    target: str                            # "local" or "cluster"
+
+    def check(self, request: DeployRequest, template: BuildTemplate) -> None:
+        """Before any source is read: the target is there and every option given applies to it."""
+
+    def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
+        """Run the release (phases `deploy`, then `wait`); what was there keeps serving on failure."""
+
+    def list(self) -> list[ServiceInfo]: ...
+
+    def describe(self, name: str) -> ServiceInfo: ...
+
+    def delete(self, name: str, force: bool = False) -> None:
+        """Remove the service and what fnctl made for it; `force`: even what fnctl did not make."""
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
+
+
+def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporter: Reporter) -> DeployResult:
+    """Source to a running service: every step once, in order, timed by phase."""
+    validation.service_name(request.name)
+    clock = PhaseClock(reporter)
+    try:
+        template = templates.find(request.template, builder.templates(clock))
+        deployer.check(request, template)
+        clock.phase(SOURCE, redact(request.source))
+        prepared = prepare(request, template, builder.image_config)
+    except KeyboardInterrupt:
+        # Builders and deployers answer Ctrl-C themselves (undo, cleanup); before them nothing was made.
+        raise Interrupted(f"interrupted before {request.name} was built; nothing was changed") from None
+    runtime_image = builder.runtime_image(prepared, clock)
+    image = builder.function_image(prepared, runtime_image, clock)
+    result = deployer.roll_out(Release(prepared, image), clock)
+    result.phases = clock.stop()
+    return result
+
+
+def prepare(request: DeployRequest, template: BuildTemplate, cfg: config.Config | None = None) -> Prepared:
+    """Read the source into memory (a git clone is removed again) and resolve `template`'s parameters.
+
+    `cfg` carries the builder's image map: the machine's for the local engine, the config
+    file's cluster.images for kaniko (the machine's local base images do not exist where it pulls).
     """
-    template = templates.find(request.template, extra_templates)
+    cfg = cfg or config.load()
     # Check the parameters before any clone: bad input should fail at once.
     template.resolve(request.build_args, cfg=cfg)
     with source.checkout(request.source, request.revision) as tree:
@@ -38,4 +134,37 @@ def prepare(request: DeployRequest, extra_templates: dict[str, BuildTemplate] | 
         # A single file's folder is the source (as tm did); DIRECTORY picks a folder of it.
         files = tuple(source.package(source.subfolder(tree, values.get("DIRECTORY", "."))))
         origin = f"{tree.origin}@{tree.commit}" if tree.commit else tree.origin
-    return Prepared(template, values, template.runtime_context(values), files, origin)
+    return Prepared(request, template, values, template.runtime_context(values), files, origin)
+
+
+class PhaseClock:
+    """A Reporter that passes everything on and times each phase, summed by name.
+
+    Only the names of PHASES exist: one vocabulary for progress and `-o json` on every target.
+    """
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+        self.totals = dict.fromkeys(PHASES, 0.0)
+        self._current: tuple[str, float] | None = None
+
+    def phase(self, name: str, detail: str = "") -> None:
+        if name not in self.totals:
+            raise ValueError(f"unknown deploy phase {name!r}; the phases are {', '.join(PHASES)}")
+        self.stop()
+        self._current = (name, time.monotonic())
+        self.reporter.phase(name, detail)
+
+    def stop(self) -> dict[str, float]:
+        """End the current phase; the seconds of every phase so far."""
+        if self._current:
+            name, start = self._current
+            self.totals[name] += time.monotonic() - start
+            self._current = None
+        return dict(self.totals)
+
+    def log(self, line: str) -> None:
+        self.reporter.log(line)
+
+    def note(self, text: str) -> None:
+        self.reporter.note(text)

@@ -31,6 +31,38 @@ class Result:
         return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
 
 
+class Recorder:
+    """A Reporter that keeps what it was told."""
+
+    def __init__(self, interrupt_on_log: bool = False):
+        self.phases: list[str] = []
+        self.details: list[str] = []                       # each phase's detail, in order
+        self.logs: list[str] = []
+        self.notes: list[str] = []
+        self.interrupt_on_log = interrupt_on_log          # Ctrl-C at the first line of build output
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self.phases.append(name)
+        self.details.append(detail)
+
+    def log(self, line: str) -> None:
+        self.logs.append(line)
+        if self.interrupt_on_log:
+            raise KeyboardInterrupt
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@pytest.fixture
+def function_dir(tmp_path: Path) -> Path:
+    """A bash function: function.sh with handler()."""
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "function.sh").write_text('handler() {\n  echo "hello $1"\n}\n')
+    return src
+
+
 def fnctl(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> Result:
     """Run the fnctl command line in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}

@@ -1,14 +1,5 @@
-# The node4 runtime: the bridge plus Node.js and the bootstrap. Built once.
-ARG GO_IMAGE
+# The node4 runtime: Node.js and the bootstrap. fnctl adds the bridge.
 ARG BASE_IMAGE
-FROM ${GO_IMAGE} AS bridge
-WORKDIR /src
-COPY bridge/ ./
-RUN CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o /out/bridge .
-
 FROM ${BASE_IMAGE}
-COPY --from=bridge /out/bridge /opt/fnctl/bridge
 COPY bootstrap /var/runtime/bootstrap
-ENV LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime PORT=8080 NODE_PATH=/opt/nodejs/node_modules
-WORKDIR /var/task
-ENTRYPOINT ["/opt/fnctl/bridge"]
+ENV NODE_PATH=/opt/nodejs/node_modules

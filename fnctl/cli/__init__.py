@@ -8,7 +8,6 @@ failed, 7 timed out, 8 cluster API error, 70 internal error, 130 interrupted.
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 
 import click
@@ -17,6 +16,7 @@ from fnctl import __version__
 from fnctl.errors import FnctlError, Interrupted
 
 INTERNAL_ERROR = 70
+OUTPUT_KEY = "fnctl.output"      # ctx.meta (shared by every nested context): the -o the command was given
 
 
 class FnctlGroup(click.Group):
@@ -49,7 +49,7 @@ def report_error(error: FnctlError, ctx: click.Context) -> None:
 
     # Whatever a message quotes (a git URL, git's own stderr) is shown without URL credentials.
     body = {k: redact(v) if isinstance(v, str) else v for k, v in error.to_dict().items()}
-    if _wants_json(ctx):
+    if ctx.meta.get(OUTPUT_KEY) == "json":
         import json
 
         click.echo(json.dumps(body, indent=2))
@@ -58,17 +58,6 @@ def report_error(error: FnctlError, ctx: click.Context) -> None:
         click.echo("\n".join("  | " + line for line in body["details"].splitlines()), err=True)
     if body["hint"]:
         click.echo(f"  Hint: {body['hint']}", err=True)
-
-
-def _wants_json(ctx: click.Context) -> bool:
-    sub = ctx
-    while sub is not None:
-        if sub.params.get("output") == "json":
-            return True
-        sub = getattr(sub, "_fnctl_child", None)
-    args = sys.argv[1:]
-    return any(a in ("-ojson", "--output=json") for a in args) or any(
-        a in ("-o", "--output") and i + 1 < len(args) and args[i + 1] == "json" for i, a in enumerate(args))
 
 
 @click.group(cls=FnctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from fnctl import validation
-from fnctl.cli import cli
+from fnctl.cli import OUTPUT_KEY, cli
 from fnctl.cli.output import TerminalReporter, dump, table
 from fnctl.model import DeployRequest
 
@@ -26,7 +26,14 @@ def target_options(func):
 def output_option(*extra: str, default: str = "human"):
     choices = ("human", "json", "yaml", *extra)
     return click.option("-o", "--output", type=click.Choice(choices), default=default, show_default=True,
+                        is_eager=True, callback=_remember_output,
                         help="Output format; progress and errors always go to stderr.")
+
+
+def _remember_output(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Errors are rendered by the group (fnctl.cli.report_error): it reads the choice here."""
+    ctx.meta[OUTPUT_KEY] = value
+    return value
 
 
 def _target(reporter, local, cluster, context, namespace, announce=False):
@@ -77,7 +84,9 @@ def deploy() -> None:
 @click.option("--build-namespace", default=None, metavar="NS",
               help="[cluster] Namespace of the build pods (default: the Service's), e.g. when the Service's "
                    "namespace enforces Pod Security 'restricted', which refuses kaniko (it runs as root).")
-@click.option("--dry-run", is_flag=True, help="Print the objects a cluster deploy would create; change nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print what the deploy would create (the cluster's objects; with --local the images and "
+                   "container); change nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
@@ -105,11 +114,14 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         build_namespace=validation.namespace(build_namespace))
     reporter = TerminalReporter(quiet=quiet)
     if dry_run:
-        from fnctl.cluster import ClusterTarget
+        from fnctl.app import dry_run as plan
 
-        objects = ClusterTarget(context=context, namespace=validation.namespace(namespace)).dry_run(request)
-        dump(objects if output != "yaml" else {"apiVersion": "v1", "kind": "List", "items": objects},
-             "json" if output in ("json", "human", "url") else "yaml")
+        objects = plan(request, reporter, local=local, cluster=cluster, context=context,
+                       namespace=validation.namespace(namespace))
+        if output == "yaml" and not local:
+            dump({"apiVersion": "v1", "kind": "List", "items": objects}, "yaml")
+        else:
+            dump(objects, "yaml" if output == "yaml" else "json")
         return
     result = _target(reporter, local, cluster, context, namespace, announce=True).deploy(request, reporter)
     service = result.service
@@ -130,8 +142,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
 @output_option()
 def deploy_buildtemplate(path, local, cluster, context, namespace, output):
     """Store a team's build template in the cluster namespace."""
-    target = _cluster_only("deploy buildtemplate", local, cluster, context, namespace)
-    template = target.deploy_template(path)
+    template = _cluster_templates("deploy buildtemplate", local, context, namespace).store(path)
     if output == "human":
         click.echo(f"Build template {template.name} stored in {template.origin}")
     else:
@@ -173,7 +184,7 @@ def get_buildtemplate(name, local, cluster, context, namespace, output):
         validation.template_name(name)
     known = dict(templates.builtin())
     if not local and (cluster or context or _has_cluster()):
-        known.update(_cluster_only("get buildtemplate", local, True, context, namespace).templates())
+        known.update(_cluster_templates("get buildtemplate", local, context, namespace).list())
     found = [templates.find(name, known)] if name is not None else list(known.values())
     if output != "human":
         dump([t.to_dict() for t in found], output)
@@ -261,7 +272,7 @@ def delete_service(name, force, local, cluster, context, namespace):
 def delete_buildtemplate(name, force, local, cluster, context, namespace):
     """Delete a build template stored in the cluster namespace."""
     validation.template_name(name)
-    _cluster_only("delete buildtemplate", local, cluster, context, namespace).delete_template(name, force=force)
+    _cluster_templates("delete buildtemplate", local, context, namespace).delete(name, force=force)
     click.echo(f"Build template {name} deleted")
 
 
@@ -271,16 +282,15 @@ def _has_cluster() -> bool:
     return has_cluster_config()
 
 
-def _cluster_only(what: str, local: bool, cluster: bool, context, namespace):
+def _cluster_templates(what: str, local: bool, context, namespace):
     from fnctl.errors import UsageError
 
     if local:
         raise UsageError(f"{what} works on a cluster; local build templates are the built-in ones",
                          "drop --local (team templates live in the cluster namespace)")
-    from fnctl.app import choose_target
+    from fnctl.app import cluster_templates
 
-    return choose_target(TerminalReporter(), cluster=True, context=context,
-                         namespace=validation.namespace(namespace))
+    return cluster_templates(context, validation.namespace(namespace))
 
 
 def _ready(value) -> str:

@@ -38,7 +38,15 @@ def dump(data: object, fmt: str) -> None:
     else:
         import yaml
 
-        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+        class Dumper(yaml.SafeDumper):
+            """Multi-line strings (a rendered Dockerfile) as literal blocks, readable as written."""
+
+        def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+            # PyYAML falls back to a quoted style where a block cannot hold the text exactly.
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+        Dumper.add_representer(str, text)
+        click.echo(yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False).rstrip())
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

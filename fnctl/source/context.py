@@ -34,6 +34,14 @@ class BuildContext:
     def short_digest(self) -> str:
         return self.digest[:12]
 
+    def read(self, name: str) -> bytes:
+        """One file of the context, e.g. its Dockerfile."""
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(self.data))) as tar:
+            member = tar.extractfile(name)
+            if member is None:
+                raise KeyError(name)
+            return member.read()
+
 
 def file_from_path(name: str, path: Path) -> ContextFile:
     return ContextFile(name, path.read_bytes(), executable=bool(path.stat().st_mode & 0o111))

@@ -55,14 +55,6 @@ def validate_service(manifest: dict) -> None:
 
 
 @pytest.fixture
-def function_dir(tmp_path: Path) -> Path:
-    src = tmp_path / "fn"
-    src.mkdir()
-    (src / "function.sh").write_text('handler() {\n  echo "hello $1"\n}\n')
-    return src
-
-
-@pytest.fixture
 def fake(tmp_path, monkeypatch):
     """A FakeCluster with KUBECONFIG pointing at it (context `fake`, namespace `default`)."""
     fakekube = pytest.importorskip("tests.fakekube")

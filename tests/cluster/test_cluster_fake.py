@@ -1,4 +1,4 @@
-"""ClusterTarget end to end against tests.fakekube: the real kubernetes client over loopback HTTP."""
+"""The cluster target (KanikoBuilder + KnativeDeployer) against tests.fakekube: the real kubernetes client."""
 
 from __future__ import annotations
 
@@ -13,30 +13,12 @@ import time
 import pytest
 
 from fnctl import errors
-from fnctl.cluster import ClusterTarget
-from fnctl.model import DeployRequest
+from fnctl.app import cluster_target, cluster_templates
+from fnctl.model import PHASES, DeployRequest
 from tests.cluster.conftest import validate_service
+from tests.conftest import Recorder
 
 pytest.importorskip("tests.fakekube")
-
-
-class Recorder:
-    def __init__(self, interrupt_on_log: bool = False):
-        self.phases: list[str] = []
-        self.logs: list[str] = []
-        self.notes: list[str] = []
-        self.interrupt_on_log = interrupt_on_log
-
-    def phase(self, name, detail=""):
-        self.phases.append(name)
-
-    def log(self, line):
-        self.logs.append(line)
-        if self.interrupt_on_log:
-            raise KeyboardInterrupt
-
-    def note(self, text):
-        self.notes.append(text)
 
 
 def request(src, **over) -> DeployRequest:
@@ -66,15 +48,17 @@ def wait_gone(cluster, seconds=5.0) -> list[str]:
 
 def test_deploy_builds_creates_waits_and_returns_the_url(fake, function_dir):
     rec = Recorder()
-    result = ClusterTarget().deploy(request(function_dir, env={"GREETING": "hi"}, min_scale=1), rec)
+    result = cluster_target().deploy(request(function_dir, env={"GREETING": "hi"}, min_scale=1), rec)
     info = result.service
     assert info.url == "http://hello.default.example.com"
     assert info.ready is True and info.revision == "hello-00001" and info.namespace == "default"
     assert info.image.startswith("knative.registry.svc.cluster.local/default/hello@sha256:")
     assert info.env == {"GREETING": "hi"} and info.template == "bash"
     assert result.built and not result.unchanged
-    for phase in ("source", "upload", "build", "push", "deploy", "wait"):
-        assert phase in rec.phases and phase in result.phases
+    assert rec.phases == list(PHASES) and list(result.phases) == list(PHASES)
+    # What kaniko does within its phases: the context's way into the pod, the push.
+    assert any("the build context of the image of hello" in n and "in a ConfigMap" in n for n in rec.notes)
+    assert any(n.startswith(("kaniko is pushing", "kaniko pushed")) for n in rec.notes)
     assert rec.logs, "kaniko's log is streamed to the reporter"
     ksvc = fake.get("services.serving.knative.dev", "hello")
     validate_service({k: ksvc[k] for k in ("apiVersion", "kind", "spec")}
@@ -91,7 +75,7 @@ def test_autoscaling_annotations_go_on_the_revision_template_only(fake, function
     """Knative's webhook refuses autoscaling.knative.dev/* on the Service's own metadata (the fake enforces it
     as knative/serving pkg/apis/serving/metadata_validation.go does); other annotations go on both."""
     ann = {"autoscaling.knative.dev/window": "30s", "autoscaling.knative.dev/metric": "rps", "owner": "me"}
-    ClusterTarget().deploy(request(function_dir, annotations=ann), Recorder())
+    cluster_target().deploy(request(function_dir, annotations=ann), Recorder())
     ksvc = fake.get("services.serving.knative.dev", "hello")
     template = ksvc["spec"]["template"]["metadata"]["annotations"]
     assert template["autoscaling.knative.dev/window"] == "30s" and template["autoscaling.knative.dev/metric"] == "rps"
@@ -100,7 +84,7 @@ def test_autoscaling_annotations_go_on_the_revision_template_only(fake, function
 
 
 def test_redeploy_makes_a_new_revision_with_the_same_url(fake, function_dir):
-    target = ClusterTarget()
+    target = cluster_target()
     first = target.deploy(request(function_dir), Recorder())
     (function_dir / "function.sh").write_text('handler() {\n  echo "v2 $1"\n}\n')
     second = target.deploy(request(function_dir), Recorder())
@@ -113,7 +97,7 @@ def test_redeploy_makes_a_new_revision_with_the_same_url(fake, function_dir):
 
 
 def test_unchanged_redeploy_builds_nothing(fake, function_dir):
-    target = ClusterTarget()
+    target = cluster_target()
     target.deploy(request(function_dir), Recorder())
     pods_before = len(posts(fake, "pods"))
     again = target.deploy(request(function_dir), Recorder())
@@ -123,7 +107,7 @@ def test_unchanged_redeploy_builds_nothing(fake, function_dir):
 
 
 def test_runtime_image_is_built_once(fake, function_dir, tmp_path):
-    target = ClusterTarget()
+    target = cluster_target()
     target.deploy(request(function_dir), Recorder())
     assert len(posts(fake, "pods")) == 2                  # runtime + function
     marker = fake.get("configmaps", "fnctl-runtime-images")
@@ -135,7 +119,7 @@ def test_runtime_image_is_built_once(fake, function_dir, tmp_path):
     rec = Recorder()
     target.deploy(request(other, name="other"), rec)
     assert len(posts(fake, "pods")) == 3, "the second deploy runs one kaniko pod only"
-    assert any("already built" in n for n in rec.notes)
+    assert any("already built" in d for d in rec.details)
     fn_pod_ctx = list(fake.built_contexts.values())[-1]
     import gzip
     assert runtime_ref.encode() in gzip.decompress(fn_pod_ctx), "the function builds FROM the runtime by digest"
@@ -144,7 +128,7 @@ def test_runtime_image_is_built_once(fake, function_dir, tmp_path):
 def test_a_runtime_image_gone_from_the_registry_is_built_again_once(fake, function_dir, tmp_path):
     """The registry was wiped after fnctl-runtime-images recorded the runtime image: the function's build fails
     on FROM runtime@sha256 with kaniko's MANIFEST_UNKNOWN, so fnctl builds the runtime image again, once."""
-    target = ClusterTarget()
+    target = cluster_target()
     target.deploy(request(function_dir), Recorder())
     (old_ref,) = fake.get("configmaps", "fnctl-runtime-images")["data"].values()
     fake.registry_manifests.clear()                       # the registry lost everything
@@ -167,7 +151,7 @@ def test_a_reused_function_image_gone_from_the_registry_is_built_again(fake, fun
 
     if _push_tiny_image() is None:
         pytest.skip(f"no registry at {LOOPBACK} (scripts/setup starts one)")
-    target = ClusterTarget()
+    target = cluster_target()
     target.deploy(request(function_dir, registry_host=LOOPBACK, insecure_registry=True), Recorder())
     rec = Recorder()
     result = target.deploy(request(function_dir, registry_host=LOOPBACK, insecure_registry=True), rec)
@@ -179,7 +163,7 @@ def test_a_reused_function_image_gone_from_the_registry_is_built_again(fake, fun
 def test_conflicting_update_is_read_again_and_retried(fake, function_dir, monkeypatch):
     from fnctl.kube.client import Kube
 
-    target = ClusterTarget()
+    target = cluster_target()
     target.deploy(request(function_dir), Recorder())
     real = Kube.replace
     calls = []
@@ -210,7 +194,7 @@ def fake_rt():
 def test_failing_build_reports_the_log_tail_and_cleans_up(fake, function_dir):
     fake.kubelet.mode = "fail"
     with pytest.raises(errors.BuildError) as info:
-        ClusterTarget().deploy(request(function_dir), Recorder())
+        cluster_target().deploy(request(function_dir), Recorder())
     err = info.value
     assert "kaniko exited with code 1" in err.message
     assert err.details and "error building image" in err.details
@@ -227,7 +211,7 @@ def test_build_pod_faults(fake, function_dir, mode, expected):
     fake.kubelet.mode = mode
     start = time.monotonic()
     with pytest.raises(errors.BuildError) as info:
-        ClusterTarget().deploy(request(function_dir), Recorder())
+        cluster_target().deploy(request(function_dir), Recorder())
     assert expected in info.value.message
     if mode == "image-pull":
         assert "gcr.io/kaniko-project/executor:v1.24.0" in info.value.message
@@ -240,7 +224,7 @@ def test_build_pod_faults(fake, function_dir, mode, expected):
 def test_interrupt_mid_build_deletes_pod_and_configmap(fake, function_dir):
     fake.kubelet.run_seconds = 2.0
     with pytest.raises(errors.Interrupted) as info:
-        ClusterTarget().deploy(request(function_dir), Recorder(interrupt_on_log=True))
+        cluster_target().deploy(request(function_dir), Recorder(interrupt_on_log=True))
     assert "deleted" in info.value.message
     assert posts(fake, "pods") and posts(fake, "configmaps")
     assert wait_gone(fake) == []
@@ -250,7 +234,7 @@ def test_build_timeout_cleans_up(fake, function_dir):
     fake.kubelet.mode = "slow"
     fake.kubelet.run_seconds = 30
     with pytest.raises(errors.WaitTimeout) as info:
-        ClusterTarget(build_timeout=1.5).deploy(request(function_dir), Recorder())
+        cluster_target(build_timeout=1.5).deploy(request(function_dir), Recorder())
     assert "did not finish within 1.5s" in info.value.message
     assert wait_gone(fake) == []
 
@@ -258,7 +242,7 @@ def test_build_timeout_cleans_up(fake, function_dir):
 # -- contexts ---------------------------------------------------------------------------------
 
 def test_small_context_goes_in_a_configmap(fake, function_dir):
-    ClusterTarget().deploy(request(function_dir), Recorder())
+    cluster_target().deploy(request(function_dir), Recorder())
     assert fake.built_contexts and not fake.uploaded_contexts
     assert len(posts(fake, "configmaps")) >= 2       # one per build (plus the runtime marker)
 
@@ -270,7 +254,7 @@ def test_large_context_is_uploaded_into_the_init_container(fake, function_dir, p
     if protocols:
         fake.exec_protocols = protocols
     (function_dir / "blob.bin").write_bytes(os.urandom(1200 * 1024))     # incompressible
-    ClusterTarget(build_timeout=60).deploy(request(function_dir), Recorder())
+    cluster_target(build_timeout=60).deploy(request(function_dir), Recorder())
     assert len(fake.uploaded_contexts) == 1
     (pod,) = fake.uploaded_contexts
     assert pod in fake.built_contexts and len(fake.built_contexts[pod]) > 1024 * 1024
@@ -283,7 +267,7 @@ def test_an_upload_without_an_exit_status_is_a_failure(fake, function_dir, statu
     fake.exec_status = status
     (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))
     with pytest.raises(errors.BuildError) as info:
-        ClusterTarget(build_timeout=60).deploy(request(function_dir), Recorder())
+        cluster_target(build_timeout=60).deploy(request(function_dir), Recorder())
     assert "the exec ended without an exit status" in info.value.message
     assert wait_gone(fake) == []
 
@@ -291,7 +275,7 @@ def test_an_upload_without_an_exit_status_is_a_failure(fake, function_dir, statu
 # -- readiness ----------------------------------------------------------------------------------
 
 def test_ready_false_fails_fast_and_the_previous_revision_keeps_serving(fake, function_dir):
-    target = ClusterTarget()
+    target = cluster_target()
     target.deploy(request(function_dir), Recorder())
     fake.knative.mode = "fail"
     (function_dir / "function.sh").write_text("handler() { exit 1; }\n")
@@ -319,7 +303,7 @@ def test_a_revision_pod_that_cannot_start_fails_within_seconds(fake, function_di
     fake.knative.mode = state
     start = time.monotonic()
     with pytest.raises(errors.DeployError) as info:
-        ClusterTarget().deploy(request(function_dir, timeout=20), Recorder())
+        cluster_target().deploy(request(function_dir, timeout=20), Recorder())
     assert time.monotonic() - start < 10
     err = info.value
     assert not isinstance(err, errors.WaitTimeout)
@@ -339,13 +323,13 @@ def test_without_the_right_to_watch_the_revisions_pods_the_service_still_decides
         yield from original(self, res, deadline, field_selector=field_selector, label_selector=label_selector)
 
     monkeypatch.setattr(Kube, "watch_events", refused)
-    assert ClusterTarget().deploy(request(function_dir), Recorder()).service.ready is True
+    assert cluster_target().deploy(request(function_dir), Recorder()).service.ready is True
 
 
 def test_container_missing_is_reported(fake, function_dir):
     fake.knative.mode = "container-missing"
     with pytest.raises(errors.DeployError) as info:
-        ClusterTarget().deploy(request(function_dir), Recorder())
+        cluster_target().deploy(request(function_dir), Recorder())
     assert "ContainerMissing" in info.value.message
 
 
@@ -353,7 +337,7 @@ def test_wait_timeout_says_what_it_was_waiting_for(fake, function_dir):
     fake.knative.mode = "never"
     start = time.monotonic()
     with pytest.raises(errors.WaitTimeout) as info:
-        ClusterTarget().deploy(request(function_dir, timeout=2), Recorder())
+        cluster_target().deploy(request(function_dir, timeout=2), Recorder())
     assert 1.5 < time.monotonic() - start < 20
     assert "was not ready within 2s; still waiting for" in info.value.message
 
@@ -377,7 +361,7 @@ def test_dropped_watch_is_resumed_from_the_last_resource_version(fake, function_
 
     toucher = threading.Thread(target=touch_while_waiting, daemon=True)
     toucher.start()
-    result = ClusterTarget().deploy(request(function_dir), Recorder())
+    result = cluster_target().deploy(request(function_dir), Recorder())
     toucher.join()
     assert result.service.ready
     watches = [r for r in fake.requests if r[2].get("watch") == "true" and "/services" in r[1]]
@@ -437,21 +421,21 @@ current-context: x
 """)
     monkeypatch.setenv("KUBECONFIG", str(path))
     with pytest.raises(errors.EnvironmentProblem) as info:
-        ClusterTarget().list()
+        cluster_target().list()
     assert f"http://127.0.0.1:{port}" in info.value.message and "connection refused" in info.value.message
 
 
 def test_rejected_credentials(fake):
     fake.reject_tokens = True
     with pytest.raises(errors.ClusterError) as info:
-        ClusterTarget().list()
+        cluster_target().list()
     assert "401" in info.value.message and "fake" in info.value.message
 
 
 def test_forbidden_names_verb_resource_and_namespace(fake, function_dir):
     fake.forbid("create", "pods")
     with pytest.raises(errors.ClusterError) as info:
-        ClusterTarget().deploy(request(function_dir), Recorder())
+        cluster_target().deploy(request(function_dir), Recorder())
     assert "may not create pods in namespace default" in info.value.message
     assert "kubectl auth can-i create pods -n default" in info.value.hint
 
@@ -459,13 +443,13 @@ def test_forbidden_names_verb_resource_and_namespace(fake, function_dir):
 def test_forbidden_list_of_services(fake):
     fake.forbid("list", "services.serving.knative.dev")
     with pytest.raises(errors.ClusterError) as info:
-        ClusterTarget().list()
+        cluster_target().list()
     assert "may not list services.serving.knative.dev in namespace default" in info.value.message
 
 
 def test_missing_namespace(fake, function_dir):
     with pytest.raises(errors.EnvironmentProblem) as info:
-        ClusterTarget(namespace="nope").deploy(request(function_dir), Recorder())
+        cluster_target(namespace="nope").deploy(request(function_dir), Recorder())
     assert "namespace 'nope' does not exist" in info.value.message
 
 
@@ -473,21 +457,21 @@ def test_knative_not_installed(fake, function_dir):
     fake.knative_installed = False
     for call in (lambda t: t.list(), lambda t: t.deploy(request(function_dir), Recorder())):
         with pytest.raises(errors.EnvironmentProblem) as info:
-            call(ClusterTarget())
+            call(cluster_target())
         assert info.value.message == ("Knative Serving is not installed in this cluster: "
                                       "serving.knative.dev/v1 is not served")
 
 
 def test_unknown_context(fake):
     with pytest.raises(errors.UsageError) as info:
-        ClusterTarget(context="nope").list()
+        cluster_target(context="nope").list()
     assert "no context 'nope'" in info.value.message and "fake" in info.value.hint
 
 
 # -- get / describe / delete ---------------------------------------------------------------------
 
 def test_list_describe_and_delete_with_leftovers(fake, function_dir):
-    target = ClusterTarget()
+    target = cluster_target()
     target.deploy(request(function_dir), Recorder())
     (info,) = target.list()
     assert (info.name, info.ready, info.revision) == ("hello", True, "hello-00001") and info.created
@@ -523,19 +507,19 @@ def test_deploy_get_delete_buildtemplate(fake, tmp_path, function_dir):
     folder = tmp_path / "tpl"
     folder.mkdir()
     (folder / "template.yaml").write_text(TEMPLATE)
-    target = ClusterTarget()
-    stored = target.deploy_template(str(folder))
+    store = cluster_templates()
+    stored = store.store(str(folder))
     assert stored.name == "team-sh" and stored.origin == "cluster:default"
     cm = fake.get("configmaps", "fnctl-buildtemplate-team-sh")
     assert cm["metadata"]["labels"]["fnctl.dev/buildtemplate"] == "team-sh"
-    assert set(target.templates()) == {"team-sh"}
-    target.deploy_template(str(folder / "template.yaml"))        # again: an update
-    result = target.deploy(request(function_dir, template="team-sh"), Recorder())
+    assert set(store.list()) == {"team-sh"}
+    store.store(str(folder / "template.yaml"))        # again: an update
+    result = cluster_target().deploy(request(function_dir, template="team-sh"), Recorder())
     assert result.service.template == "team-sh" and len(posts(fake, "pods")) == 1   # no runtime image
-    target.delete_template("team-sh")
-    assert target.templates() == {}
+    store.delete("team-sh")
+    assert store.list() == {}
     with pytest.raises(errors.NotFoundError):
-        target.delete_template("team-sh")
+        store.delete("team-sh")
 
 
 def _namespace(fake, name, level=None):
@@ -547,7 +531,7 @@ def test_a_restricted_namespace_refuses_the_build_pod_and_says_so(fake, function
     """PodSecurity admission, not RBAC: kaniko runs as root, which the restricted level refuses."""
     _namespace(fake, "locked", "restricted")
     with pytest.raises(errors.ClusterError) as info:
-        ClusterTarget(namespace="locked").deploy(request(function_dir), Recorder())
+        cluster_target(namespace="locked").deploy(request(function_dir), Recorder())
     message, hint = info.value.message, info.value.hint
     assert "Pod Security" in message and "RBAC" not in message
     assert "namespace locked enforces the 'restricted' level" in message
@@ -559,14 +543,14 @@ def test_a_restricted_namespace_refuses_the_build_pod_and_says_so(fake, function
 def test_the_build_pods_pass_pod_security_baseline(fake, function_dir):
     _namespace(fake, "team", "baseline")
     (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))      # with the upload container
-    assert ClusterTarget(namespace="team").deploy(request(function_dir), Recorder()).service.ready is True
+    assert cluster_target(namespace="team").deploy(request(function_dir), Recorder()).service.ready is True
 
 
 def test_build_namespace_takes_the_build_pods_and_the_service_stays(fake, function_dir):
     _namespace(fake, "locked", "restricted")
     _namespace(fake, "builds", "baseline")
     (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))      # the upload exec too
-    result = ClusterTarget(namespace="locked").deploy(request(function_dir, build_namespace="builds"), Recorder())
+    result = cluster_target(namespace="locked").deploy(request(function_dir, build_namespace="builds"), Recorder())
     assert result.service.ready is True and result.service.namespace == "locked"
     assert result.service.image.startswith("knative.registry.svc.cluster.local/locked/hello@sha256:")
     pod_posts = {r[1] for r in posts(fake, "pods")}
@@ -584,7 +568,7 @@ def test_forbidden_exec_for_a_large_context(fake, function_dir, verb):
     (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))
     fake.forbid(verb, "pods/exec")
     with pytest.raises(errors.ClusterError) as info:
-        ClusterTarget().deploy(request(function_dir), Recorder())
+        cluster_target().deploy(request(function_dir), Recorder())
     assert "may not get, create pods/exec in namespace default" in info.value.message
     assert "grants `get, create` on `pods/exec`" in info.value.hint
     assert "kubectl auth can-i get pods/exec -n default" in info.value.hint
@@ -600,7 +584,7 @@ def test_interrupt_while_waiting_is_reported_as_interrupted(fake, function_dir, 
 
     monkeypatch.setattr(knative, "wait_ready", interrupted)
     with pytest.raises(errors.Interrupted) as info:
-        ClusterTarget().deploy(request(function_dir), Recorder())
+        cluster_target().deploy(request(function_dir), Recorder())
     assert "hello" in info.value.message and info.value.exit_code == 130
 
 
@@ -637,13 +621,19 @@ def test_secret_parameters_reach_kaniko_as_a_mounted_secret_never_as_args(fake, 
     seen: dict = {}
 
     class Snoop(Recorder):
+        pod = ""
+
         def phase(self, name: str, detail: str = "") -> None:
             super().phase(name, detail)
-            if name == "build" and "kaniko in pod" in detail:
-                pod = detail.rsplit(" ", 1)[-1]
-                seen[pod] = (fake.get("pods", pod), fake.get("secrets", pod + "-secrets"))
+            if "in kaniko pod" in detail:
+                self.pod = detail.rsplit(" ", 1)[-1]
 
-    ClusterTarget().deploy(request(src, template="python",
+        def log(self, line: str) -> None:     # kaniko runs: its pod and Secret are there
+            super().log(line)
+            if self.pod and self.pod not in seen:
+                seen[self.pod] = (fake.get("pods", self.pod), fake.get("secrets", self.pod + "-secrets"))
+
+    cluster_target().deploy(request(src, template="python",
                                    build_args={"PIP_INDEX_URL": f"https://ci:{token}@pypi.example/simple"}), Snoop())
     function_pod, secret = next(v for k, v in seen.items() if "-rt-" not in k)
     assert token not in json.dumps(function_pod)

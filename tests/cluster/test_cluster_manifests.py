@@ -14,15 +14,16 @@ import jsonschema
 import pytest
 import yaml
 
-from fnctl import knative
-from fnctl.builders import kaniko
-from fnctl.cluster import ClusterTarget, read_template_source, template_configmap, template_from_configmap
+from fnctl import app, knative
+from fnctl.builders import buildpod
+from fnctl.clustertemplates import read_template_source, template_configmap, template_from_configmap
 from fnctl.errors import ClusterError, EnvironmentProblem, NotFoundError, TemplateError
 from fnctl.kube import config as kconf
 from fnctl.kube import errors as kerr
 from fnctl.model import DeployRequest
 from fnctl.source import ContextFile, make_context
 from tests.cluster.conftest import KNATIVE, validate_service
+from tests.conftest import Recorder
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -119,24 +120,24 @@ def test_failed_service_names_reason_and_the_revision_that_keeps_serving():
 
 # -- the kaniko build pod --------------------------------------------------------
 
-def small_spec(**over) -> kaniko.BuildSpec:
+def small_spec(**over) -> buildpod.BuildSpec:
     ctx = make_context([ContextFile("Dockerfile", b"FROM scratch\n"), ContextFile("src/a", b"a")])
     values = dict(service="hello", destination="reg.local/dev/hello:" + ctx.short_digest, context=ctx,
                   build_args={"HANDLER": "function.handler", "RUNTIME_IMAGE": f"reg.local/rt@{DIGEST}"})
     values.update(over)
-    return kaniko.BuildSpec(**values)
+    return buildpod.BuildSpec(**values)
 
 
 def test_kaniko_pod_for_a_small_context_mounts_the_configmap():
     spec = small_spec()
-    opts = kaniko.BuildOptions(registry_host="reg.local", registry_secret="regcred")
-    pod = kaniko.pod_manifest(spec, "dev", opts)
+    opts = buildpod.BuildOptions(registry_host="reg.local", registry_secret="regcred")
+    pod = buildpod.pod_manifest(spec, "dev", opts)
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "fnctl", "fnctl.dev/service": "hello",
                                          "fnctl.dev/build": spec.build_id, "fnctl.dev/build-kind": "function"}
     assert "initContainers" not in pod["spec"]
     c = pod["spec"]["containers"][0]
-    assert c["image"] == kaniko.DEFAULT_KANIKO_IMAGE == "gcr.io/kaniko-project/executor:v1.24.0"
+    assert c["image"] == buildpod.DEFAULT_KANIKO_IMAGE == "gcr.io/kaniko-project/executor:v1.24.0"
     args = c["args"]
     pairs = dict(zip(args, args[1:], strict=False))
     assert pairs["--dockerfile"] == "Dockerfile"
@@ -153,7 +154,7 @@ def test_kaniko_pod_for_a_small_context_mounts_the_configmap():
         {"key": ".dockerconfigjson", "path": "config.json"}]}
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts == {"context": "/workspace-context", "docker-config": "/kaniko/.docker"}
-    cm = kaniko.configmap_manifest(spec, "dev", owner={"metadata": {"name": spec.pod_name, "uid": "u-1"}})
+    cm = buildpod.configmap_manifest(spec, "dev", owner={"metadata": {"name": spec.pod_name, "uid": "u-1"}})
     assert base64.b64decode(cm["binaryData"]["context.tar.gz"]) == spec.context.data
     assert cm["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": spec.pod_name,
                                                   "uid": "u-1"}]
@@ -161,8 +162,8 @@ def test_kaniko_pod_for_a_small_context_mounts_the_configmap():
 
 
 def test_insecure_registry_and_custom_kaniko_image():
-    opts = kaniko.BuildOptions(insecure_registry=True, kaniko_image="cgr.dev/chainguard/kaniko:latest")
-    pod = kaniko.pod_manifest(small_spec(), "dev", opts)
+    opts = buildpod.BuildOptions(insecure_registry=True, kaniko_image="cgr.dev/chainguard/kaniko:latest")
+    pod = buildpod.pod_manifest(small_spec(), "dev", opts)
     c = pod["spec"]["containers"][0]
     assert c["image"] == "cgr.dev/chainguard/kaniko:latest"
     assert {"--insecure", "--skip-tls-verify", "--insecure-pull"} <= set(c["args"])
@@ -172,39 +173,43 @@ def test_large_context_uses_an_upload_init_container_and_an_empty_dir():
     big = make_context([ContextFile("Dockerfile", b"FROM scratch\n"), ContextFile("blob", os.urandom(1024 * 1024))])
     spec = small_spec(context=big)
     assert not spec.small
-    pod = kaniko.pod_manifest(spec, "dev", kaniko.BuildOptions(init_image="busybox:1.37"))
+    pod = buildpod.pod_manifest(spec, "dev", buildpod.BuildOptions(init_image="busybox:1.37"))
     init = pod["spec"]["initContainers"][0]
     assert init["name"] == "upload" and init["image"] == "busybox:1.37"
-    assert kaniko.DONE_MARKER in init["command"][-1]
+    assert buildpod.DONE_MARKER in init["command"][-1]
     assert pod["spec"]["volumes"][0] == {"name": "context", "emptyDir": {}}
-    with tarfile.open(fileobj=io.BytesIO(kaniko.upload_tar(big))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(buildpod.upload_tar(big))) as tar:
         assert tar.getnames() == ["context.tar.gz"]        # the done marker comes after tar, outside it
         assert tar.extractfile("context.tar.gz").read() == big.data
 
 
 def test_pod_problems_are_recognised():
-    opts = kaniko.BuildOptions()
+    opts = buildpod.BuildOptions()
     unsched = {"status": {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
          "message": "0/3 nodes are available: 3 Insufficient memory."}]}}
-    assert "Insufficient memory" in kaniko.pod_problem(unsched, opts)[0]
+    assert "Insufficient memory" in buildpod.pod_problem(unsched, opts)[0]
     pull = {"status": {"containerStatuses": [{"name": "kaniko", "image": "gcr.io/x",
                                               "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}
-    assert "ImagePullBackOff" in kaniko.pod_problem(pull, opts)[0]
-    assert kaniko.pod_problem({"status": {"phase": "Pending"}}, opts) is None
+    assert "ImagePullBackOff" in buildpod.pod_problem(pull, opts)[0]
+    assert buildpod.pod_problem({"status": {"phase": "Pending"}}, opts) is None
     # the kubelet stopped it at activeDeadlineSeconds (the fake kubelet's test shows that status)
     late = {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "containerStatuses": [
         {"name": "kaniko", "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}}
-    assert "ran longer than its deadline" in kaniko.pod_problem(late, opts)[0]
+    assert "ran longer than its deadline" in buildpod.pod_problem(late, opts)[0]
 
 
 # -- dry run ---------------------------------------------------------------------------
 
+def dry_run(request: DeployRequest, **where) -> list[dict]:
+    """The cluster's dry run: the deploy pipeline over the recording kaniko builder and Knative deployer."""
+    return app.dry_run(request, Recorder(), cluster=True, **where)
+
+
 def test_dry_run_lists_every_object_without_any_cluster(function_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.setattr("fnctl.kube.client.connect", lambda *a, **k: pytest.fail("dry run connected"))
-    target = ClusterTarget(namespace="dev")
-    objects = target.dry_run(full_request(source=str(function_dir)))
+    objects = dry_run(full_request(source=str(function_dir)), namespace="dev")
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert [k for k, _ in kinds] == ["Pod", "ConfigMap", "ConfigMap", "Pod", "ConfigMap", "Service"]
     assert ("ConfigMap", "fnctl-runtime-images") in kinds
@@ -231,7 +236,7 @@ def test_build_pods_are_confined_bounded_and_sized(function_dir, monkeypatch, tm
     config.load.cache_clear()
     try:
         (function_dir / "blob.bin").write_bytes(os.urandom(1000 * 1024))      # an upload container as well
-        objects = ClusterTarget(namespace="dev").dry_run(full_request(source=str(function_dir), timeout=90.5))
+        objects = dry_run(full_request(source=str(function_dir), timeout=90.5), namespace="dev")
     finally:
         config.load.cache_clear()
     pods = [o for o in objects if o["kind"] == "Pod"]
@@ -279,8 +284,8 @@ def test_dry_run_namespace_comes_from_the_kubeconfig_context(function_dir, monke
                                                 {"name": "b", "context": {"cluster": "c", "user": "u"}}]}))
     monkeypatch.setenv("KUBECONFIG", str(cfg))
     req = DeployRequest(name="hello", source=str(function_dir), template="bash")
-    assert ClusterTarget().dry_run(req)[-1]["metadata"]["namespace"] == "team-a"
-    assert ClusterTarget(context="b").dry_run(req)[-1]["metadata"]["namespace"] == "default"
+    assert dry_run(req)[-1]["metadata"]["namespace"] == "team-a"
+    assert dry_run(req, context="b")[-1]["metadata"]["namespace"] == "default"
 
 
 # -- configuration -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from fnctl.builders.docker import DockerEngine
+from fnctl.dockerengine import DockerEngine
 from fnctl.source.context import ContextFile, make_context
 from fnctl.templates import parse
 from tests.conftest import needs_docker

@@ -63,7 +63,23 @@ def test_lambda_templates_use_the_bridge_and_bake_event_into_the_image(name):
     assert re.search(r"^ENV .*EVENT=\$\{EVENT\}", rendered, re.M)
     context = t.runtime_context(values)
     assert "bridge/main.go" in context.files
-    assert 'ENTRYPOINT ["/opt/fnctl/bridge"]' in t.runtime_image.dockerfile
+    assert 'ENTRYPOINT ["/opt/fnctl/bridge"]' in context.read("Dockerfile").decode()
+
+
+@pytest.mark.parametrize("name", ["bash", "node4", "go", "python"])
+def test_the_bridge_stage_is_fnctls_and_the_runtime_folder_holds_only_the_language(name):
+    folder = config.templates_dir() / name
+    own = (folder / "runtime.Dockerfile").read_text()
+    assert "bridge" not in own.replace("fnctl adds the bridge", "")
+    assert "GO_IMAGE" not in (folder / "template.yaml").read_text() or name == "go"
+    t = templates.find(name)
+    rendered = t.runtime_context(t.resolve({}, cfg=NO_MAP)).read("Dockerfile").decode()
+    assert rendered.count(" AS fnctl-bridge") == 1 and rendered.count("ENTRYPOINT") == 1
+    assert 'ARG GO_IMAGE="golang:1.23-bookworm"' in rendered
+    assert rendered.index("AS fnctl-bridge") < rendered.index("FROM ${BASE_IMAGE}") \
+        < rendered.index("COPY --from=fnctl-bridge")
+    # GO_IMAGE stays a parameter of each, as before, so --build-argument GO_IMAGE=... still works.
+    assert t.parameter("GO_IMAGE").image and "GO_IMAGE" in t.runtime_image.parameters
 
 
 def test_single_file_names_the_handler_module():

@@ -51,17 +51,15 @@ def test_bad_cluster_section_names_file_and_key(write, text, words):
 
 
 def test_flags_win_over_the_file_and_the_file_over_defaults(write):
-    from fnctl.cluster import DEFAULT_REGISTRY, ClusterTarget
+    from fnctl.builders.kaniko import DEFAULT_REGISTRY, build_options
     from fnctl.model import DeployRequest
 
     write("cluster: {registry-host: r.internal:5000, insecure-registry: true, kaniko-image: k:1, upload-image: b:1}\n")
-    target = ClusterTarget()
-    options = target._options(DeployRequest(name="x", source=".", template="bash"))
+    options = build_options(DeployRequest(name="x", source=".", template="bash"))
     assert (options.registry_host, options.insecure_registry, options.kaniko_image, options.init_image) == \
         ("r.internal:5000", True, "k:1", "b:1")
-    options = target._options(DeployRequest(name="x", source=".", template="bash", registry_host="flag:1",
-                                            kaniko_image="k:2"))
+    options = build_options(DeployRequest(name="x", source=".", template="bash", registry_host="flag:1",
+                                          kaniko_image="k:2"))
     assert (options.registry_host, options.kaniko_image) == ("flag:1", "k:2")
     write("images: {}\n")
-    assert ClusterTarget()._options(DeployRequest(name="x", source=".", template="bash")).registry_host == \
-        DEFAULT_REGISTRY
+    assert build_options(DeployRequest(name="x", source=".", template="bash")).registry_host == DEFAULT_REGISTRY

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fnctl.builders import kaniko
+from fnctl.builders import buildpod
 from fnctl.source.context import ContextFile, make_context
 
 BUSYBOX = shutil.which("busybox")
@@ -34,7 +34,7 @@ def shared():
 def _context():
     # Larger than the ConfigMap limit, and not compressible, like a context that gets uploaded.
     return make_context([ContextFile("Dockerfile", b"FROM scratch\n"),
-                         ContextFile("blob.bin", os.urandom(kaniko.CONFIGMAP_LIMIT + 64 * 1024))])
+                         ContextFile("blob.bin", os.urandom(buildpod.CONFIGMAP_LIMIT + 64 * 1024))])
 
 
 def _start(command: list[str]) -> subprocess.Popen:
@@ -43,7 +43,7 @@ def _start(command: list[str]) -> subprocess.Popen:
     assert command[:2] == ["sh", "-c"]
     prefix = []
     if os.geteuid() == 0 and shutil.which("setpriv"):
-        uid = str(kaniko.UPLOADER_SECURITY["runAsUser"])
+        uid = str(buildpod.UPLOADER_SECURITY["runAsUser"])
         prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     return subprocess.Popen([*prefix, BUSYBOX, "sh", "-c", command[2]], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -51,15 +51,15 @@ def _start(command: list[str]) -> subprocess.Popen:
 
 def test_upload_ends_with_stdin_still_open_and_the_marker_comes_after_the_context(shared):
     context = _context()
-    data = kaniko.upload_tar(context)
-    waiter = _start(kaniko.wait_command(str(shared)))          # the init container
-    upload = _start(kaniko.upload_command(len(data), str(shared)))
+    data = buildpod.upload_tar(context)
+    waiter = _start(buildpod.wait_command(str(shared)))          # the init container
+    upload = _start(buildpod.upload_command(len(data), str(shared)))
     try:
         upload.stdin.write(data)
         upload.stdin.flush()                 # and never closed, as over WebSocket v4
         assert upload.wait(timeout=20) == 0, upload.stderr.read().decode()
-        assert (shared / kaniko.CONTEXT_FILE).read_bytes() == context.data
-        assert (shared / kaniko.DONE_MARKER).exists()
+        assert (shared / buildpod.CONTEXT_FILE).read_bytes() == context.data
+        assert (shared / buildpod.DONE_MARKER).exists()
         assert waiter.wait(timeout=10) == 0      # the init container ends once the marker is there
     finally:
         for proc in (upload, waiter):
@@ -68,25 +68,25 @@ def test_upload_ends_with_stdin_still_open_and_the_marker_comes_after_the_contex
 
 
 def test_a_cut_off_upload_writes_no_marker(shared):
-    data = kaniko.upload_tar(_context())
-    upload = _start(kaniko.upload_command(len(data), str(shared)))
+    data = buildpod.upload_tar(_context())
+    upload = _start(buildpod.upload_command(len(data), str(shared)))
     upload.stdin.write(data[: len(data) // 2])
     upload.stdin.close()                     # the stream broke off half-way
     assert upload.wait(timeout=20) != 0
-    assert not (shared / kaniko.DONE_MARKER).exists()
+    assert not (shared / buildpod.DONE_MARKER).exists()
 
 
 def test_busybox_tar_reads_to_the_end_of_its_input(shared):
     """Why the marker cannot travel inside the tar: tar has extracted everything, yet it does not
     end while stdin stays open (the init container would see the marker and kill it mid-exec)."""
     context = _context()
-    data = kaniko.upload_tar(context)
+    data = buildpod.upload_tar(context)
     tar = _start(["sh", "-c", f"tar -xf - -C {shared}"])
     try:
         tar.stdin.write(data)
         tar.stdin.flush()
         deadline = time.monotonic() + 10
-        extracted = shared / kaniko.CONTEXT_FILE
+        extracted = shared / buildpod.CONTEXT_FILE
         while not (extracted.exists() and extracted.read_bytes() == context.data) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert extracted.read_bytes() == context.data

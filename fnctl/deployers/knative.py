@@ -1,0 +1,115 @@
+"""Knative Services: the cluster target's deployer.
+
+A release becomes a create or an update of the Service (a new revision); the
+wait watches it until Ready, a failure, or the timeout (fnctl.knative). Knative
+keeps the previous revision serving until the new one is ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from fnctl import knative, labels, validation
+from fnctl.cluster import Cluster
+from fnctl.errors import Interrupted, NotFoundError, UsageError
+from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS
+from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, Reporter, ServiceInfo
+from fnctl.templates import BuildTemplate
+
+if TYPE_CHECKING:
+    from fnctl.pipeline import Release
+
+
+def manifest(release: Release, namespace: str) -> dict:
+    return knative.service_manifest(release.request, namespace, release.image.reference,
+                                    template=release.prepared.template.name, source=release.prepared.origin,
+                                    context_digest=release.context.digest)
+
+
+class KnativeDeployer:
+    target = "cluster"
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+
+    def check(self, request: DeployRequest, template: BuildTemplate) -> None:
+        self.cluster.knative()          # every cluster option applies here
+
+    def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
+        request = release.request
+        kube = self.cluster.knative()
+        try:
+            reporter.phase(DEPLOY, f"Knative Service {request.name} in namespace {kube.namespace}")
+            obj, before = knative.apply(kube, manifest(release, kube.namespace))
+            generation = (obj.get("metadata") or {}).get("generation")
+            # The same spec again leaves the generation as it was: no new revision.
+            same_spec = before is not None and (before.get("metadata") or {}).get("generation") == generation
+            if request.wait:
+                reporter.phase(WAIT, f"for {request.name} to be ready (timeout {request.timeout:g}s)")
+                obj = knative.wait_ready(kube, request.name, generation, request.timeout)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted while deploying {request.name}; a Service update already sent "
+                              "goes on in the cluster",
+                              f"`fnctl describe service {request.name}` shows where it stands") from None
+        cached = release.image.cached
+        return DeployResult(knative.service_info(obj), unchanged=same_spec and cached, built=not cached)
+
+    def list(self) -> list[ServiceInfo]:
+        listing = self.cluster.knative().list(KSERVICES)
+        return sorted((knative.service_info(o) for o in listing.get("items") or []), key=lambda i: i.name)
+
+    def describe(self, name: str) -> ServiceInfo:
+        kube = self.cluster.knative()
+        obj = kube.get(KSERVICES, name)
+        if obj is None:
+            raise self._not_found(name)
+        return knative.service_info(obj)
+
+    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """Not served yet on a cluster: say what to run instead."""
+        raise UsageError(
+            f"fnctl logs works on the local target; service {name!r} runs in a cluster",
+            f"use `kubectl logs -n {self.cluster.namespace} -l serving.knative.dev/service={name} "
+            f"-c user-container{' -f' if follow else ''}`")
+
+    def delete(self, name: str, force: bool = False) -> None:
+        """Delete the Service and any build pods or ConfigMaps of it left behind.
+
+        A Service that fnctl did not make (no managed-by label) is left alone unless `force`.
+        """
+        validation.service_name(name)
+        kube = self.cluster.knative()
+        found = self.cluster.delete_ours(KSERVICES, name, f"service {name!r}", force)
+        leftovers = 0
+        for res in (PODS, CONFIGMAPS):
+            for item in kube.list(res, label_selector=labels.service_selector(name)).get("items") or []:
+                kube.delete(res, item["metadata"]["name"])
+                leftovers += 1
+        if not found and not leftovers:
+            raise self._not_found(name)
+
+    def _not_found(self, name: str) -> NotFoundError:
+        return NotFoundError(f"service {name!r} not found in namespace {self.cluster.namespace}",
+                             "`fnctl get service` lists the services")
+
+
+class KnativeDeployPlan:
+    """Records the Service KnativeDeployer would create, with no API call."""
+
+    target = "cluster"
+
+    def __init__(self, objects: list[dict], cluster: Cluster):
+        self.objects = objects
+        self.cluster = cluster
+
+    def check(self, request: DeployRequest, template: BuildTemplate) -> None:
+        pass
+
+    def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
+        namespace = self.cluster.namespace
+        reporter.phase(DEPLOY, f"would create or update Knative Service {release.request.name} in namespace "
+                               f"{namespace}")
+        service = manifest(release, namespace)
+        self.objects.append(service)
+        return DeployResult(knative.service_info(service), built=not release.image.cached)

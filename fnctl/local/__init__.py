@@ -1,3 +1,0 @@
-from fnctl.local.target import LocalTarget
-
-__all__ = ["LocalTarget"]

@@ -1,0 +1,193 @@
+"""The local target's rollout on a fake engine: zero-downtime swap, undo, Ctrl-C, options. Milliseconds each;
+tests/e2e covers the same on the real engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fnctl import labels, pipeline
+from fnctl.builders.docker import DockerBuilder
+from fnctl.deployers.local import LocalDeployer
+from fnctl.errors import DeployError, Interrupted, UsageError
+from fnctl.model import PHASES, DeployRequest, DeployResult
+from tests.conftest import Recorder
+from tests.fakeengine import FakeEngine
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def src(function_dir: Path) -> Path:
+    return function_dir
+
+
+def deploy(engine: FakeEngine, src: Path, template: str = "bash", reporter: Recorder | None = None,
+           **options) -> DeployResult:
+    request = DeployRequest(name="hello", source=str(src), template=template, timeout=5, **options)
+    deployer = LocalDeployer(engine, answers=lambda port: True, bindable=lambda port: True)
+    return pipeline.deploy(request, DockerBuilder(engine), deployer, reporter or Recorder())
+
+
+def failing_redeploy(engine: FakeEngine, src: Path, behaviour: str, error: type[Exception], **kw):
+    """Deploy, edit the function, and redeploy with the new revision's container doing `behaviour`."""
+    deploy(engine, src, **kw)
+    edit(src, "v2")
+    engine.behaviour["fnctl-hello-00002"] = behaviour
+    with pytest.raises(error) as failure:
+        deploy(engine, src, **kw)
+    return failure.value
+
+
+def edit(src: Path, version: str) -> None:
+    (src / "function.sh").write_text(f"handler() {{ echo {version}; }}\n")
+    (src / "app.csproj").write_text(f"<Project Label='{version}'/>")
+
+
+def serving(engine: FakeEngine) -> list[str]:
+    return [c.name for c in engine.running("hello")]
+
+
+def test_first_deploy_builds_runtime_and_function_and_reports_every_phase(engine, src):
+    rec = Recorder()
+    result = deploy(engine, src, reporter=rec)
+    assert serving(engine) == ["fnctl-hello-00001"]
+    assert [t.split(":")[0] for t in engine.built] == ["fnctl-runtime/bash", "fnctl/hello"]
+    assert result.service.revision == "hello-00001" and result.service.ready and result.built
+    assert result.service.url == f"http://127.0.0.1:{engine.box['c0001'].labels[labels.PORT]}"
+    assert rec.phases == list(PHASES)
+    assert list(result.phases) == list(PHASES)
+    assert engine.restart_policy == {"c0001": "unless-stopped"}
+
+
+def test_redeploy_swaps_without_downtime(engine, src):
+    deploy(engine, src)
+    old = engine.box["c0001"]
+    edit(src, "v2")
+    result = deploy(engine, src)
+    assert result.service.revision == "hello-00002"
+    assert serving(engine) == ["fnctl-hello-00002"]
+    assert list(engine.box) == ["c0002"], "the old revision's container is removed"
+    calls = engine.calls
+    assert calls.index(("run", "fnctl-hello-00002")) < calls.index(("stop", "fnctl-hello-00001")), \
+        "the old revision stops only once the new one is ready"
+    first_run = calls.index(("run", "fnctl-hello-00001"))
+    assert all(counts["hello"] >= 1 for _, counts in engine.timeline[first_run:]), engine.timeline
+    new = engine.box["c0002"]
+    assert new.labels[labels.PORT] == old.labels[labels.PORT], "the URL stays the same"
+    assert old.image not in engine.tags, "the old function image is removed"
+
+
+def test_unchanged_redeploy_restarts_nothing(engine, src):
+    deploy(engine, src)
+    rec = Recorder()
+    result = deploy(engine, src, reporter=rec)
+    assert result.unchanged and not result.built
+    assert [op for op, _ in engine.calls] == ["run"]
+    assert rec.phases == ["source", "runtime", "build", "deploy"]
+    assert list(result.phases) == list(PHASES) and result.phases["wait"] == 0.0
+
+
+def test_a_new_env_value_is_a_new_revision(engine, src):
+    deploy(engine, src, env={"A": "1"})
+    result = deploy(engine, src, env={"A": "2"})
+    assert not result.unchanged and not result.built
+    assert result.service.env == {"A": "2"} and serving(engine) == ["fnctl-hello-00002"]
+
+
+def test_failed_redeploy_is_undone_and_the_old_revision_never_stops(engine, src):
+    failure = failing_redeploy(engine, src, "exit", DeployError)
+    assert "exited at start with status 3" in failure.message
+    assert "failed to start" in failure.details
+    assert serving(engine) == ["fnctl-hello-00001"] and list(engine.box) == ["c0001"]
+    assert ("stop", "fnctl-hello-00001") not in engine.calls
+    assert ("remove", "fnctl-hello-00002") in engine.calls
+
+
+def test_ctrl_c_while_waiting_removes_the_new_revision(engine, src):
+    stopped = failing_redeploy(engine, src, "interrupt", Interrupted)
+    assert stopped.message == "interrupted: hello-00002 was removed, hello-00001 keeps serving"
+    assert serving(engine) == ["fnctl-hello-00001"] and list(engine.box) == ["c0001"]
+    # The next deploy starts from a clean state: the same revision number again.
+    engine.behaviour.clear()
+    assert deploy(engine, src).service.revision == "hello-00002"
+
+
+def test_without_the_bridge_the_old_revision_makes_room_and_comes_back_on_failure(engine, src):
+    failing_redeploy(engine, src, "exit", DeployError, template="azure-dotnet")
+    calls = engine.calls
+    # Both cannot hold the port: the old one stops first, and is started again when the new one fails.
+    assert calls.index(("stop", "fnctl-hello-00001")) < calls.index(("run", "fnctl-hello-00002"))
+    assert calls[-1] == ("start", "fnctl-hello-00001")
+    assert serving(engine) == ["fnctl-hello-00001"]
+
+
+def test_a_runtime_image_pruned_mid_deploy_is_built_again_once(engine, src):
+    deploy(engine, src)
+    edit(src, "v2")
+    runtime = next(t for t in engine.tags if t.startswith("fnctl-runtime/"))
+    engine.vanishing.add(runtime)
+    result = deploy(engine, src)
+    assert runtime in engine.tags and engine.built.count(runtime) == 2
+    assert result.service.revision == "hello-00002"
+
+
+# -- cluster options on the local target ---------------------------------------------------
+
+def test_concurrency_caps_the_bridges_invokers(engine, src):
+    deploy(engine, src, concurrency=2)
+    assert engine.box["c0001"].env["INVOKER_COUNT"] == "2"
+    result = deploy(engine, src, concurrency=3)
+    assert not result.unchanged and engine.box["c0002"].env["INVOKER_COUNT"] == "3"
+
+
+def test_env_secret_reads_an_env_file_that_env_overrides(engine, src, tmp_path):
+    secrets = tmp_path / "db.env"
+    secrets.write_text("# database\nDB_USER=fn\nDB_PASSWORD=s3cret=x\n\n")
+    result = deploy(engine, src, env={"DB_USER": "override"}, env_secrets=[str(secrets)])
+    env = engine.box["c0001"].env
+    assert env["DB_PASSWORD"] == "s3cret=x" and env["DB_USER"] == "override"
+    assert result.service.env == {"DB_USER": "override"}, "secret values stay out of describe"
+    secrets.write_text("DB_USER=fn\nDB_PASSWORD=rotated\n")
+    assert not deploy(engine, src, env={"DB_USER": "override"}, env_secrets=[str(secrets)]).unchanged
+
+
+def test_labels_go_on_the_container_and_fnctls_own_win(engine, src):
+    deploy(engine, src, labels={"team": "a", labels.SERVICE: "other"})
+    c = engine.box["c0001"]
+    assert c.labels["team"] == "a" and c.labels[labels.SERVICE] == "hello"
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"annotations": {"a": "b"}}, "--annotation"),
+    ({"concurrency_target": 10}, "--concurrency-target"),
+    ({"registry_secret": "creds"}, "--registry-secret"),
+    ({"kaniko_image": "k"}, "--kaniko-image"),
+    ({"insecure_registry": True}, "--insecure-registry"),
+    ({"registry_host": "r.example"}, "--registry-host"),
+    ({"build_namespace": "builds"}, "--build-namespace"),
+    ({"min_scale": 2}, "--min-scale 2"),
+    ({"concurrency": 0}, "--concurrency 0"),
+    ({"env_secrets": ["/nonexistent/creds.env"]}, "--env-secret /nonexistent/creds.env"),
+])
+def test_options_that_cannot_apply_are_refused_before_anything_runs(engine, src, options, named):
+    with pytest.raises(UsageError) as refused:
+        deploy(engine, src, **options)
+    assert named in refused.value.message and refused.value.exit_code == 2
+    assert "local target" in refused.value.message + (refused.value.hint or "")
+    assert engine.built == [] and engine.calls == []
+
+
+def test_concurrency_needs_the_bridge(engine, src):
+    with pytest.raises(UsageError, match="template azure-dotnet runs without the bridge"):
+        deploy(engine, src, template="azure-dotnet", concurrency=2)
+
+
+def test_scale_bounds_one_instance_meets_are_accepted(engine, src):
+    result = deploy(engine, src, min_scale=1, max_scale=5)
+    assert result.service.ready
+    assert deploy(engine, src, min_scale=0).unchanged
