@@ -108,14 +108,19 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 # -- contexts and images --------------------------------------------------------------
 
-def render(source: Path, template: str, runtime_image: str | None = None, build_args: dict | None = None):
-    """The build contexts fnctl would send for SOURCE: (runtime context or None, function context)."""
+def _prepare(source: Path, template: str, build_args: dict | None = None):
+    """fnctl's own first step of a deploy: SOURCE read and TEMPLATE's parameters resolved."""
     from fnctl import templates
     from fnctl.model import DeployRequest
     from fnctl.pipeline import prepare
 
     request = DeployRequest(name="bench", source=str(source), template=template, build_args=build_args or {})
-    prepared = prepare(request, templates.find(template))
+    return prepare(request, templates.find(template))
+
+
+def render(source: Path, template: str, runtime_image: str | None = None, build_args: dict | None = None):
+    """The build contexts fnctl would send for SOURCE: (runtime context or None, function context)."""
+    prepared = _prepare(source, template, build_args)
     return prepared.runtime_context, prepared.function_context(runtime_image)
 
 
@@ -145,10 +150,7 @@ def runtime_tag(template: str, context) -> str:
 
 def function_image(source: Path, template: str, tag: str) -> str:
     """Build SOURCE with TEMPLATE exactly as fnctl would (runtime image first if absent)."""
-    from fnctl.model import DeployRequest
-    from fnctl.pipeline import prepare
-
-    prepared = prepare(DeployRequest(name="bench", source=str(source), template=template))
+    prepared = _prepare(source, template)
     rt = None
     if prepared.runtime_context is not None:
         rt = runtime_tag(template, prepared.runtime_context)
@@ -163,7 +165,7 @@ def function_image(source: Path, template: str, tag: str) -> str:
         if secrets is None:
             build(fn_ctx.data, full)
         else:       # a template with secret parameters (go's GOPROXY & co.): fnctl builds it with BuildKit
-            from fnctl.builders.docker import DockerEngine
+            from fnctl.dockerengine import DockerEngine
             DockerEngine.connect().build(fn_ctx, full, _QuietReporter(), secrets=secrets)
     return full
 
