@@ -70,10 +70,11 @@ def test_watch_sees_changes_and_resumes(api):
         core.create_namespaced_config_map(ns, {"metadata": {"name": "two", "labels": {"app": "fn"}}})
         core.patch_namespaced_config_map("one", ns, {"data": {"k": "v"}})
         core.delete_namespaced_config_map("one", ns)
-    threading.Thread(target=later).start()
     w = watch.Watch()
     for ev in w.stream(core.list_namespaced_config_map, ns, label_selector="app=fn", timeout_seconds=10):
         seen.append((ev["type"], ev["object"].metadata.name))
+        if len(seen) == 1:      # the watch is established: only now change things (a slower server
+            threading.Thread(target=later).start()     # could otherwise fold them into its first list)
         if len(seen) == 4:
             w.stop()
     assert seen == [("ADDED", "one"), ("ADDED", "two"), ("MODIFIED", "one"), ("DELETED", "one")]
