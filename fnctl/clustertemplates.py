@@ -12,9 +12,12 @@ and the fnctl.dev/paths annotation maps them back.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
+
+import yaml
 
 from fnctl import labels, templates, validation
 from fnctl.cluster import Cluster
@@ -107,8 +110,6 @@ def read_template_source(file_or_url: str) -> tuple[str, dict[str, bytes]]:
 
 def template_configmap(text: str, files: dict[str, bytes], namespace: str) -> dict:
     """The ConfigMap holding a template: data template.yaml plus its files (binary ones in binaryData)."""
-    import yaml
-
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -125,8 +126,6 @@ def template_configmap(text: str, files: dict[str, bytes], namespace: str) -> di
         try:
             data[key] = content.decode()
         except UnicodeDecodeError:
-            import base64
-
             binary[key] = base64.b64encode(content).decode()
     size = len(text) + sum(len(c) for c in files.values())
     if size > TEMPLATE_LIMIT:
@@ -143,9 +142,6 @@ def template_configmap(text: str, files: dict[str, bytes], namespace: str) -> di
 
 
 def template_from_configmap(cm: dict, namespace: str) -> templates.BuildTemplate:
-    import base64
-
-    import yaml
 
     meta = cm.get("metadata") or {}
     origin = f"cluster:{namespace}"

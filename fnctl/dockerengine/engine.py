@@ -12,6 +12,7 @@ fnctl errors; nothing here knows about services or revisions.
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import io
@@ -25,6 +26,7 @@ from typing import Any
 
 import docker
 
+from fnctl.dockerengine import buildkit
 from fnctl.errors import BuildError, DeployError, EnvironmentProblem, FnctlError, Interrupted
 from fnctl.model import Reporter
 from fnctl.source.context import BuildContext
@@ -150,10 +152,6 @@ class DockerEngine:
         """The engine's BuildKit build (API version 2) with a session serving `secrets`, as
         chunks shaped like the classic build's ({"stream"}, {"error"}, {"aux": {"ID"}}),
         plus {"step"} when a step starts."""
-        import base64
-
-        from fnctl.dockerengine import buildkit
-
         session_id = buildkit.new_session_id()
         upgraded = self._api._post(self._api._url("/session"), headers=buildkit.session_headers(session_id),
                                    stream=True)
