@@ -11,9 +11,13 @@ contexts fnctl renders (runtime image and function Dockerfile, extracted to a
 folder once, as a hand-written project would hold them), then
 `docker image inspect RUNTIME || docker build RUNTIME`, `docker build`,
 `docker rm -f OLD`, `docker run --network host`, and polling until the answer
-is good. Both sides use the classic builder and the same tags for the runtime
-image; each side tears everything down before the other side starts, and the
-side that goes first alternates between repetitions.
+is good. The baseline uses the classic builder (the one `docker build` has
+here: no buildx plugin), so a template with secret parameters (go's GOPROXY &
+co.) gets what a hand-written Dockerfile for the classic builder would hold:
+the values as `--build-arg`s instead of BuildKit secret mounts (fnctl builds
+those with BuildKit, as a user's deploy does). Both sides use the same tags
+for the runtime image; each side tears everything down before the other side
+starts, and the side that goes first alternates between repetitions.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class Baseline:
         _, fn_ctx = b.render(src, template, self.runtime)
         self.rt_dir = b.extract(rt_ctx, work / "base-runtime")
         self.dir = b.extract(fn_ctx, work / "base-function")
+        self.build_args = b.classic_secrets(self.dir / "Dockerfile", b.template_secrets(src, template))
         self.port = b.free_port()
         self.generation = 0
         self.images: set[str] = set()
@@ -116,7 +121,7 @@ class Baseline:
                 b.build(self.rt_dir, self.runtime)
             tag = f"{b.IMG}/base-{self.template}:{self.mark}"
             self.images.add(tag)
-            b.build(self.dir, tag)
+            b.build(self.dir, tag, self.build_args)
         with b.timed(phases, "start"):
             b.remove_container(f"bench-base-{self.template}-{self.generation}")
             self.generation += 1

@@ -136,12 +136,45 @@ def image_exists(ref: str) -> bool:
     return sh(["docker", "image", "inspect", ref], check=False, timeout=60).returncode == 0
 
 
-def build(context_dir_or_bytes, tag: str) -> None:
+def build(context_dir_or_bytes, tag: str, build_args: dict[str, str] | None = None) -> None:
     """`docker build` with the classic builder and host networking, as fnctl builds."""
+    args = [a for k, v in (build_args or {}).items() for a in ("--build-arg", f"{k}={v}")]
     if isinstance(context_dir_or_bytes, bytes):
-        docker("build", "--network", "host", "--force-rm", "-t", tag, "-", input=context_dir_or_bytes)
+        docker("build", "--network", "host", "--force-rm", *args, "-t", tag, "-", input=context_dir_or_bytes)
     else:
-        docker("build", "--network", "host", "--force-rm", "-t", tag, str(context_dir_or_bytes))
+        docker("build", "--network", "host", "--force-rm", *args, "-t", tag, str(context_dir_or_bytes))
+
+
+def template_secrets(source: Path, template: str) -> dict[str, str]:
+    """The values of TEMPLATE's secret parameters for SOURCE, as fnctl resolves them."""
+    prepared = _prepare(source, template)
+    return prepared.template.secrets(prepared.values) or {}
+
+
+_SECRET_MOUNT = re.compile(r"--mount=type=secret,id=([A-Za-z_][A-Za-z0-9_]*)\s*")
+
+
+def classic_secrets(dockerfile: Path, secrets: dict[str, str]) -> dict[str, str]:
+    """Rewrite DOCKERFILE's BuildKit secret mounts for the classic builder, as a hand-written
+    Dockerfile without BuildKit would do it: each secret becomes an ARG declared before the step
+    (the step's own `/run/secrets/NAME` read then finds no file and keeps the ARG's value).
+    Returns the --build-arg values to pass."""
+    lines: list[str] = []
+    instruction: list[str] = []             # the physical lines of one instruction (continuations)
+    for line in dockerfile.read_text().splitlines():
+        instruction.append(line)
+        if line.rstrip().endswith("\\"):
+            continue
+        text = "\n".join(instruction)
+        names = _SECRET_MOUNT.findall(text)
+        if names and text.lstrip().startswith("RUN"):
+            lines += [f"ARG {n}" for n in names]
+            text = _SECRET_MOUNT.sub("", text)
+        lines.append(text)
+        instruction = []
+    lines += instruction
+    dockerfile.write_text("\n".join(lines) + "\n")
+    return {k: v for k, v in secrets.items() if v}
 
 
 def runtime_tag(template: str, context) -> str:
