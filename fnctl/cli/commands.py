@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from fnctl import validation
-from fnctl.cli import OUTPUT_KEY, cli
+from fnctl.cli import OUTPUT_KEY, cli, views
 from fnctl.cli.output import TerminalReporter, dump, table
 from fnctl.model import DeployRequest
 
@@ -168,8 +168,7 @@ def get_service(name, local, cluster, context, namespace, output):
     if not services:
         click.echo(f"No services on the {target.name} target.", err=True)
         return
-    table(["NAME", "URL", "READY", "REASON", "REVISION", "CREATED"],
-          [[s.name, s.url, _ready(s.ready), s.reason or "", s.revision, s.created] for s in services])
+    table(views.SERVICE_HEADERS, views.service_rows(services))
 
 
 @get.command("buildtemplate")
@@ -178,7 +177,7 @@ def get_service(name, local, cluster, context, namespace, output):
 @output_option()
 def get_buildtemplate(name, local, cluster, context, namespace, output):
     """List build templates: built-in ones and, with a cluster, the namespace's."""
-    from fnctl import config, templates
+    from fnctl import templates
 
     if name is not None:
         validation.template_name(name)
@@ -186,20 +185,33 @@ def get_buildtemplate(name, local, cluster, context, namespace, output):
     if not local and (cluster or context or _has_cluster()):
         known.update(_cluster_templates("get buildtemplate", local, context, namespace).list())
     found = [templates.find(name, known)] if name is not None else list(known.values())
-    if output != "human":
-        dump([t.to_dict() for t in found], output)
+    if name is None and output == "human":
+        table(views.TEMPLATE_HEADERS, views.template_rows(found))
         return
-    cfg = config.load()
-    rows = []
-    for t in found:
-        params = []
-        for p in t.parameters:
-            value = p.default if p.default is not None else "(required)"
-            if p.image and p.default and cfg.image(p.default) != p.default:
-                value = f"{p.default}->{cfg.image(p.default)}"
-            params.append(f"{p.name}={value}")
-        rows.append([t.name, t.runtime, ", ".join(params), t.origin])
-    table(["NAME", "RUNTIME", "PARAMETERS", "SOURCE"], rows)
+    mapped = _image_mappings(found)
+    if output == "human":
+        click.echo("\n".join(views.template_lines(found[0], mapped[found[0].name])))
+        return
+    dump([_with_mappings(t.to_dict(), mapped[t.name]) for t in found], output)
+
+
+def _image_mappings(found) -> dict[str, dict[str, dict[str, str]]]:
+    """template -> image parameter -> {local, cluster}: the images the config file maps defaults to."""
+    from fnctl import config
+
+    cfg = config.load()        # kaniko uses the cluster section's map (fnctl.builders.kaniko.cluster_images)
+    return {t.name: {p.name: m for p in t.parameters if p.image and p.default
+                     for m in [views.image_mappings(p.default, cfg.image(p.default),
+                                                    cfg.cluster.images.get(p.default, p.default))]
+                     if m}
+            for t in found}
+
+
+def _with_mappings(template: dict, mapped: dict[str, dict[str, str]]) -> dict:
+    for p in template["parameters"]:
+        if p["name"] in mapped:
+            p["mapped"] = mapped[p["name"]]
+    return template
 
 
 @cli.group()
@@ -222,7 +234,7 @@ def describe_service(name, local, cluster, context, namespace, output):
             if key == "env":
                 value = ", ".join(f"{k}={v}" for k, v in value.items()) or None
             if key == "ready":
-                value = _ready(value)
+                value = views.ready(value)
             if value not in (None, ""):
                 click.echo(f"{key.capitalize() + ':':<11} {value}")
     else:
@@ -291,9 +303,3 @@ def _cluster_templates(what: str, local: bool, context, namespace):
     from fnctl.app import cluster_templates
 
     return cluster_templates(context, validation.namespace(namespace))
-
-
-def _ready(value) -> str:
-    return {True: "True", False: "False"}.get(value, "Unknown")
-
-

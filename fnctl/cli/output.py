@@ -49,8 +49,41 @@ def dump(data: object, fmt: str) -> None:
         click.echo(yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False).rstrip())
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+GAP = "  "
+ELLIPSIS = "..."
+NARROWEST = 8            # a shortened column keeps at least this many characters (or its header's)
+
+
+def terminal_width() -> int:
+    """$COLUMNS, else the terminal's width, else 100 (output to a pipe or file)."""
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int | None = None) -> None:
+    for line in table_lines(headers, rows, terminal_width() if width is None else width):
+        click.echo(line)
+
+
+def table_lines(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int) -> list[str]:
+    """Columns padded to their longest cell; when that is wider than `width`, the widest columns
+    give up characters first and their long cells end in '...'. The first column (names) stays whole."""
     cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    floors = [widths[0]] + [max(len(h), NARROWEST) for h in headers[1:]]
+    excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
+    while excess > 0:
+        shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])
+        others = max((widths[i] for i in shrinkable if i != widest), default=floors[widest])
+        step = min(excess, widths[widest] - max(others, floors[widest]) or 1)
+        widths[widest] -= step
+        excess -= step
+    return [GAP.join(_fit(v, w).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+
+
+def _fit(value: str, width: int) -> str:
+    return value if len(value) <= width else value[:max(width - len(ELLIPSIS), 0)] + ELLIPSIS

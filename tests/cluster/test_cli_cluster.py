@@ -49,8 +49,9 @@ def test_deploy_uses_the_cluster_when_a_kubeconfig_exists(fake, env, function_di
     assert [(s["name"], s["ready"], s["revision"], s["target"]) for s in listed] == \
         [("hello", True, "hello-00001", "cluster")]
     table = fnctl("get", "service", env=env).out.splitlines()
-    assert table[0].split()[:3] == ["NAME", "URL", "READY"] and table[1].split()[:3] == \
-        ["hello", "http://hello.default.example.com", "True"]
+    assert table[0].split() == ["NAME", "URL", "REVISION", "AGE", "READY", "REASON"]
+    assert table[1].split()[:3] == ["hello", "http://hello.default.example.com", "hello-00001"]
+    assert table[1].split()[4] == "True" and table[1].split()[3][-1] in "smhdy"
 
     again = deploy(env, "hello", "-f", str(function_dir), "--build-template", "bash", "-o", "json")
     assert again.code == 0, again
