@@ -10,6 +10,7 @@ CI of this project) maps the templates' public base images to local ones:
       ports: "31000-31999"
     cluster:                      # defaults of the cluster target's options
       registry-host: registry.internal:5000
+      registry-secret: regcred    # kaniko pushes and Knative pulls with it (`fnctl set registry-auth`)
       insecure-registry: true
       kaniko-image: registry.internal:5000/kaniko-executor:v1.24.0
       upload-image: registry.internal:5000/busybox:1.36
@@ -47,6 +48,7 @@ class ClusterDefaults:
     """The `cluster:` section: what a team's cluster needs on every deploy, said once."""
 
     registry_host: str | None = None
+    registry_secret: str | None = None
     insecure_registry: bool = False
     kaniko_image: str | None = None
     upload_image: str | None = None
@@ -54,8 +56,8 @@ class ClusterDefaults:
     build_resources: dict = field(default_factory=lambda: dict(DEFAULT_BUILD_RESOURCES))   # kaniko's
 
 
-CLUSTER_KEYS = {"registry-host": str, "insecure-registry": bool, "kaniko-image": str, "upload-image": str,
-                "images": dict, "build-resources": dict}
+CLUSTER_KEYS = {"registry-host": str, "registry-secret": str, "insecure-registry": bool, "kaniko-image": str,
+                "upload-image": str, "images": dict, "build-resources": dict}
 
 
 @dataclass(frozen=True)

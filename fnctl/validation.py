@@ -88,3 +88,23 @@ def duration(text: str) -> float:
     if seconds <= 0:
         raise UsageError(f"invalid duration {text!r}: it must be positive", "e.g. --timeout 10m")
     return seconds
+
+
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def secret_name(name: str, option: str = "Secret") -> str:
+    """Secret names are DNS-1123 subdomains (lowercase, digits, '-' and '.')."""
+    if not name or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        raise UsageError(f"invalid {option} name {name!r}: not a lowercase DNS-1123 subdomain",
+                         "use lowercase letters, digits, '-' and '.' (e.g. regcred)")
+    return name
+
+
+def domain(name: str) -> str:
+    """A custom domain: a lowercase DNS name of at least two labels (Knative's DomainMapping name)."""
+    if not name or len(name) > 253 or "." not in name or not _DNS1123_SUBDOMAIN.match(name) \
+            or any(len(label) > 63 for label in name.split(".")):
+        raise UsageError(f"invalid --domain {name!r}: not a lowercase DNS name such as api.example.com",
+                         "give the host name alone: no scheme, port, path or wildcard")
+    return name

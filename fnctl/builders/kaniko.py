@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from fnctl import config, knative, labels, registry, templates
+from fnctl import config, knative, labels, registry, registryauth, templates
 from fnctl.builders.buildpod import (
     DEFAULT_INIT_IMAGE,
     DEFAULT_KANIKO_IMAGE,
@@ -53,7 +53,7 @@ def build_options(request: DeployRequest, build_timeout: float | None = None,
     A request's timeout bounds each build (the pod's activeDeadlineSeconds too) unless `build_timeout`."""
     defaults = config.load().cluster
     return BuildOptions(registry_host=request.registry_host or defaults.registry_host or DEFAULT_REGISTRY,
-                        registry_secret=request.registry_secret,
+                        registry_secret=registryauth.pull_secret(request),
                         insecure_registry=request.insecure_registry or defaults.insecure_registry,
                         kaniko_image=request.kaniko_image or defaults.kaniko_image or DEFAULT_KANIKO_IMAGE,
                         init_image=defaults.upload_image or init_image,

@@ -72,7 +72,7 @@ def cli() -> None:
     """
 
 
-from fnctl.cli import commands  # noqa: E402,F401  (registers the commands)
+from fnctl.cli import commands, credentials  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:

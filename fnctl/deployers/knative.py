@@ -8,9 +8,10 @@ keeps the previous revision serving until the new one is ready.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fnctl import knative, labels, validation
+from fnctl import knative, labels, registryauth, validation
 from fnctl.cluster import Cluster
 from fnctl.errors import Interrupted, NotFoundError, UsageError
 from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 
 def manifest(release: Release, namespace: str) -> dict:
-    return knative.service_manifest(release.request, namespace, release.image.reference,
+    request = replace(release.request, registry_secret=registryauth.pull_secret(release.request))
+    return knative.service_manifest(request, namespace, release.image.reference,
                                     template=release.prepared.template.name, source=release.prepared.origin,
                                     context_digest=release.context.digest)
 

@@ -15,3 +15,13 @@ from fnctl.redact import redact
 ])
 def test_userinfo_is_stripped_from_every_url(text, shown):
     assert redact(text) == shown
+
+
+def test_a_concealed_secret_is_masked_everywhere_after():
+    from fnctl import redact as module
+
+    module.conceal("pa55-word-xyz")
+    try:
+        assert module.redact("login failed for pa55-word-xyz at https://u:t@h/x") == "login failed for *** at https://h/x"
+    finally:
+        module._concealed.discard("pa55-word-xyz")
