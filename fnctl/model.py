@@ -37,6 +37,7 @@ class DeployRequest:
     insecure_registry: bool = False
     kaniko_image: str | None = None
     build_namespace: str | None = None  # where kaniko pods run; default the Service's namespace
+    domain: str | None = None         # a custom domain mapped to the Service (Knative DomainMapping)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class ServiceInfo:
     namespace: str | None = None
     created: str | None = None        # RFC 3339
     env: dict[str, str] = field(default_factory=dict)
+    domains: list[str] = field(default_factory=list)   # URLs of custom domains mapped to it (cluster)
 
     def to_dict(self) -> dict:
         return asdict(self)

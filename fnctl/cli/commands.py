@@ -84,6 +84,8 @@ def deploy() -> None:
 @click.option("--build-namespace", default=None, metavar="NS",
               help="[cluster] Namespace of the build pods (default: the Service's), e.g. when the Service's "
                    "namespace enforces Pod Security 'restricted', which refuses kaniko (it runs as root).")
+@click.option("--domain", default=None, metavar="HOST",
+              help="[cluster] Custom domain mapped to the Service (a Knative DomainMapping), e.g. api.example.com.")
 @click.option("--dry-run", is_flag=True,
               help="Print what the deploy would create (the cluster's objects; with --local the images and "
                    "container); change nothing.")
@@ -92,8 +94,8 @@ def deploy() -> None:
 @output_option("url")
 def deploy_service(name, source, template, build_args, env, revision, wait, timeout, env_secrets, labels,
                    annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
-                   registry_secret, insecure_registry, kaniko_image, build_namespace, dry_run, quiet, local, cluster,
-                   context, namespace, output):
+                   registry_secret, insecure_registry, kaniko_image, build_namespace, domain, dry_run, quiet, local,
+                   cluster, context, namespace, output):
     """Build SOURCE with a runtime template and run it as service NAME; print its URL.
 
     \b
@@ -111,7 +113,8 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         concurrency=concurrency, min_scale=min_scale, max_scale=max_scale, concurrency_target=concurrency_target,
         registry_host=registry_host, registry_secret=registry_secret, insecure_registry=insecure_registry,
         kaniko_image=kaniko_image,
-        build_namespace=validation.namespace(build_namespace))
+        build_namespace=validation.namespace(build_namespace),
+        domain=validation.domain(domain) if domain is not None else None)
     reporter = TerminalReporter(quiet=quiet)
     if dry_run:
         from fnctl.app import dry_run as plan
@@ -131,6 +134,8 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         if result.unchanged:
             click.echo(f"Service {service.name} unchanged, revision {service.revision}")
         click.echo(f"Service {service.name} URL: {service.url}")
+        for url in service.domains:
+            click.echo(f"Domain URL: {url}")
     else:
         dump(result.to_dict(), output)
 
@@ -233,6 +238,8 @@ def describe_service(name, local, cluster, context, namespace, output):
         for key, value in service.to_dict().items():
             if key == "env":
                 value = ", ".join(f"{k}={v}" for k, v in value.items()) or None
+            if key == "domains":
+                value = ", ".join(value) or None
             if key == "ready":
                 value = views.ready(value)
             if value not in (None, ""):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fnctl import knative, labels, registryauth, validation
+from fnctl import domains, knative, labels, registryauth, validation
 from fnctl.cluster import Cluster
 from fnctl.errors import Interrupted, NotFoundError, UsageError
 from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS
@@ -36,7 +36,9 @@ class KnativeDeployer:
         self.cluster = cluster
 
     def check(self, request: DeployRequest, template: BuildTemplate) -> None:
-        self.cluster.knative()          # every cluster option applies here
+        kube = self.cluster.knative()   # every cluster option applies here
+        if request.domain:
+            domains.check_served(kube)
 
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         request = release.request
@@ -44,6 +46,8 @@ class KnativeDeployer:
         try:
             reporter.phase(DEPLOY, f"Knative Service {request.name} in namespace {kube.namespace}")
             obj, before = knative.apply(kube, manifest(release, kube.namespace))
+            if request.domain:
+                domains.apply(kube, request.domain, request.name)
             generation = (obj.get("metadata") or {}).get("generation")
             # The same spec again leaves the generation as it was: no new revision.
             same_spec = before is not None and (before.get("metadata") or {}).get("generation") == generation
@@ -55,18 +59,29 @@ class KnativeDeployer:
                               "goes on in the cluster",
                               f"`fnctl describe service {request.name}` shows where it stands") from None
         cached = release.image.cached
-        return DeployResult(knative.service_info(obj), unchanged=same_spec and cached, built=not cached)
+        info = self._with_domains(kube, knative.service_info(obj))
+        return DeployResult(info, unchanged=same_spec and cached, built=not cached)
 
     def list(self) -> list[ServiceInfo]:
-        listing = self.cluster.knative().list(KSERVICES)
-        return sorted((knative.service_info(o) for o in listing.get("items") or []), key=lambda i: i.name)
+        kube = self.cluster.knative()
+        listing = kube.list(KSERVICES)
+        services = sorted((knative.service_info(o) for o in listing.get("items") or []), key=lambda i: i.name)
+        mapped = domains.by_service(kube) if services else {}
+        for service in services:
+            service.domains = mapped.get(service.name, [])
+        return services
 
     def describe(self, name: str) -> ServiceInfo:
         kube = self.cluster.knative()
         obj = kube.get(KSERVICES, name)
         if obj is None:
             raise self._not_found(name)
-        return knative.service_info(obj)
+        return self._with_domains(kube, knative.service_info(obj))
+
+    @staticmethod
+    def _with_domains(kube, info: ServiceInfo) -> ServiceInfo:
+        info.domains = [domains.url(m) for m in domains.of_service(kube, info.name)]
+        return info
 
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         """Not served yet on a cluster: say what to run instead."""
@@ -83,7 +98,7 @@ class KnativeDeployer:
         validation.service_name(name)
         kube = self.cluster.knative()
         found = self.cluster.delete_ours(KSERVICES, name, f"service {name!r}", force)
-        leftovers = 0
+        leftovers = domains.delete_of_service(kube, name)
         for res in (PODS, CONFIGMAPS):
             for item in kube.list(res, label_selector=labels.service_selector(name)).get("items") or []:
                 kube.delete(res, item["metadata"]["name"])
@@ -114,4 +129,9 @@ class KnativeDeployPlan:
                                f"{namespace}")
         service = manifest(release, namespace)
         self.objects.append(service)
-        return DeployResult(knative.service_info(service), built=not release.image.cached)
+        info = knative.service_info(service)
+        if release.request.domain:
+            mapping = domains.manifest(release.request.domain, release.request.name, namespace)
+            self.objects.append(mapping)
+            info.domains = [domains.url(mapping)]
+        return DeployResult(info, built=not release.image.cached)

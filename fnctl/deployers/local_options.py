@@ -24,6 +24,7 @@ _CLUSTER_ONLY = {
     "--insecure-registry": "how kaniko reaches its registry",
     "--kaniko-image": "the image cluster builds run in",
     "--build-namespace": "where kaniko pods run",
+    "--domain": "a Knative DomainMapping; a local service answers on its localhost port",
 }
 
 
@@ -36,6 +37,7 @@ def check(request: DeployRequest, template: BuildTemplate) -> None:
         "--insecure-registry": request.insecure_registry,
         "--kaniko-image": request.kaniko_image is not None,
         "--build-namespace": request.build_namespace is not None,
+        "--domain": request.domain is not None,
     }
     refused = [f"{option} ({_CLUSTER_ONLY[option]})" for option, present in given.items() if present]
     if request.min_scale is not None and request.min_scale > 1:

@@ -42,16 +42,23 @@ def _strict(schema):
 
 
 @functools.cache
-def service_schema() -> dict:
-    crd = yaml.safe_load((KNATIVE / "300-resources" / "service.yaml").read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+def crd_schema(filename: str = "service.yaml", version: str = "v1") -> dict:
+    crd = yaml.safe_load((KNATIVE / "300-resources" / filename).read_text())
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return _strict(copy.deepcopy(served["schema"]["openAPIV3Schema"]))
 
 
 def validate_service(manifest: dict) -> None:
     import jsonschema
 
-    jsonschema.validate(manifest, service_schema())
+    jsonschema.validate(manifest, crd_schema())
+
+
+def validate_domain_mapping(manifest: dict) -> None:
+    """Against the pinned DomainMapping CRD (served as v1beta1 only)."""
+    import jsonschema
+
+    jsonschema.validate(manifest, crd_schema("domain-mapping.yaml", "v1beta1"))
 
 
 @pytest.fixture

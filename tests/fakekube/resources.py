@@ -77,6 +77,10 @@ KNATIVE = [
                  status_subresource=True, generation=True, subresources=("status",),
                  crd_file="300-resources/route.yaml",
                  categories=("all", "knative", "serving")),
+    # Custom domains: served as v1beta1 only (Knative Serving 1.23).
+    ResourceType(KNATIVE_GROUP, "v1beta1", "domainmappings", "DomainMapping", singular="domainmapping",
+                 short_names=("dm",), status_subresource=True, generation=True, subresources=("status",),
+                 crd_file="300-resources/domain-mapping.yaml", categories=("all", "knative", "serving")),
 ]
 
 ALL = CORE + KNATIVE

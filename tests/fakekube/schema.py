@@ -29,7 +29,9 @@ def load_crd_schema(filename: str) -> dict | None:
     for v in crd["spec"]["versions"]:
         if v["name"] == "v1":
             return v["schema"]["openAPIV3Schema"]
-    return None
+    # A CRD with no v1 (DomainMapping: v1beta1): its storage version's schema.
+    stored = [v for v in crd["spec"]["versions"] if v.get("storage")]
+    return stored[0]["schema"]["openAPIV3Schema"] if stored else None
 
 
 def _fmt_path(parts) -> str:

@@ -231,7 +231,8 @@ class Handler(BaseHTTPRequestHandler):
         groups = []
         if c.knative_installed:
             gv = {"groupVersion": "serving.knative.dev/v1", "version": "v1"}
-            groups.append({"name": resources.KNATIVE_GROUP, "versions": [gv], "preferredVersion": gv})
+            beta = {"groupVersion": "serving.knative.dev/v1beta1", "version": "v1beta1"}
+            groups.append({"name": resources.KNATIVE_GROUP, "versions": [gv, beta], "preferredVersion": gv})
         if path == "/apis":
             return self._send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         if path == "/api/v1":
@@ -243,8 +244,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise NOT_FOUND_GENERIC
             if len(segs) == 2:
                 return self._send_json(200, dict(grp, kind="APIGroup", apiVersion="v1"))
-            if segs[2] == "v1":
-                return self._send_json(200, self._resource_list("serving.knative.dev/v1", resources.KNATIVE))
+            if segs[2] in ("v1", "v1beta1"):
+                return self._send_json(200, self._resource_list(f"serving.knative.dev/{segs[2]}",
+                                                                [rt for rt in resources.KNATIVE
+                                                                 if rt.version == segs[2]]))
         raise NOT_FOUND_GENERIC
 
     @staticmethod
