@@ -6,6 +6,7 @@ import click
 
 from fnctl import validation
 from fnctl.cli import OUTPUT_KEY, cli, views
+from fnctl.cli.completion import complete_build_argument, complete_service, complete_template
 from fnctl.cli.output import TerminalReporter, dump, table
 from fnctl.model import DeployRequest
 
@@ -53,12 +54,13 @@ def deploy() -> None:
 
 
 @deploy.command("service")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @click.option("-f", "--from", "source", required=True, metavar="SOURCE",
               help="Folder, single file, or git URL (https, ssh, git@host:repo, file://).")
-@click.option("--build-template", "template", required=True, metavar="TEMPLATE",
+@click.option("--build-template", "template", required=True, metavar="TEMPLATE", shell_complete=complete_template,
               help="Runtime build template (see `fnctl get buildtemplate`).")
 @click.option("--build-argument", "build_args", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_build_argument,
               help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable, repeatable.")
 @click.option("--revision", default=None, help="Git branch, tag or commit of a git SOURCE.")
@@ -160,7 +162,7 @@ def get() -> None:
 
 
 @get.command("service")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_service)
 @target_options
 @output_option()
 def get_service(name, local, cluster, context, namespace, output):
@@ -177,7 +179,7 @@ def get_service(name, local, cluster, context, namespace, output):
 
 
 @get.command("buildtemplate")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_template)
 @target_options
 @output_option()
 def get_buildtemplate(name, local, cluster, context, namespace, output):
@@ -225,7 +227,7 @@ def describe() -> None:
 
 
 @describe.command("service")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @target_options
 @output_option("url")
 def describe_service(name, local, cluster, context, namespace, output):
@@ -254,7 +256,7 @@ def logs() -> None:
 
 
 @logs.command("service")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
 @target_options
@@ -274,7 +276,7 @@ FORCE_HELP = "[cluster] Delete it even if fnctl did not make it (no app.kubernet
 
 
 @delete.command("service")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @target_options
 def delete_service(name, force, local, cluster, context, namespace):
@@ -285,7 +287,7 @@ def delete_service(name, force, local, cluster, context, namespace):
 
 
 @delete.command("buildtemplate")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_template)
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @target_options
 def delete_buildtemplate(name, force, local, cluster, context, namespace):
