@@ -24,12 +24,31 @@ def looks_like_git_url(spec: str) -> bool:
 
 
 def _git_env() -> dict[str, str]:
+    """What git needs beyond the user's own environment and configuration, which it keeps.
+
+    With no terminal no one can answer a prompt, so git fails at once instead of hanging:
+    GIT_TERMINAL_PROMPT=0 stops its username/password prompt, and ssh runs in BatchMode (no
+    passphrase or host-key question) unless the user chose an ssh command (GIT_SSH_COMMAND, GIT_SSH
+    or core.sshCommand), which wins as it does for `git clone`. GIT_ASKPASS and credential helpers
+    still answer: they are how a token from an environment variable reaches git without a prompt.
+    """
     env = {}
     if not sys.stdin.isatty():
-        # No one can answer a password prompt: fail at once instead of hanging.
         env["GIT_TERMINAL_PROMPT"] = "0"
-        env.setdefault("GIT_SSH_COMMAND", os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"))
+        if not _user_ssh_command():
+            env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
     return env
+
+
+def _user_ssh_command() -> bool:
+    if os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH"):
+        return True
+    import git
+
+    try:
+        return bool(git.Git().config("--get", "core.sshCommand"))
+    except git.GitCommandError:           # exit 1: not set
+        return False
 
 
 def _stderr_of(error: Exception) -> str:
