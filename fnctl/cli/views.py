@@ -6,9 +6,11 @@ Only the human output is shaped here; `-o json|yaml` always carries every value 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from fnctl.model import ServiceInfo
-from fnctl.templates import BuildTemplate
+if TYPE_CHECKING:          # `fnctl --help` loads this module: keep it light
+    from fnctl.model import ServiceInfo
+    from fnctl.templates import BuildTemplate
 
 SERVICE_HEADERS = ("NAME", "URL", "REVISION", "AGE", "READY", "REASON")    # the columns of `kn service list`
 TEMPLATE_HEADERS = ("NAME", "RUNTIME", "PARAMETERS", "SOURCE")
