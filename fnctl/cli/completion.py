@@ -1,4 +1,4 @@
-"""Shell completion: `fnctl completion bash|zsh|fish` prints click's script for the shell; the
+"""Shell completion: `fnctl completion SHELL` prints click's script for bash, zsh or fish; the
 callbacks below complete service names (from the target the command would use), build template
 names and a template's parameters after --build-argument.
 
