@@ -6,7 +6,7 @@ import click
 
 from fnctl import validation
 from fnctl.cli import OUTPUT_KEY, cli, views
-from fnctl.cli.completion import complete_build_argument, complete_service, complete_template
+from fnctl.cli.completion import complete_build_argument, complete_service, complete_source, complete_template
 from fnctl.cli.output import TerminalReporter, dump, table
 from fnctl.model import DeployRequest
 
@@ -55,7 +55,7 @@ def deploy() -> None:
 
 @deploy.command("service")
 @click.argument("name", shell_complete=complete_service)
-@click.option("-f", "--from", "source", required=True, metavar="SOURCE",
+@click.option("-f", "--from", "source", required=True, metavar="SOURCE", shell_complete=complete_source,
               help="Folder, single file, or git URL (https, ssh, git@host:repo, file://).")
 @click.option("--build-template", "template", required=True, metavar="TEMPLATE", shell_complete=complete_template,
               help="Runtime build template (see `fnctl get buildtemplate`).")

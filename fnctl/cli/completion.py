@@ -47,6 +47,11 @@ def complete_service(ctx: click.Context, _param: click.Parameter, incomplete: st
     return [CompletionItem(s.name, help=s.url or "") for s in services if s.name.startswith(incomplete)]
 
 
+def complete_source(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """-f takes a folder or file here (the shell completes paths); a URL is typed out."""
+    return [CompletionItem(incomplete, type="file")]
+
+
 def _templates(ctx: click.Context) -> dict:
     """The templates a deploy with these options could use: built-in, and the namespace's (best effort)."""
     from fnctl import templates

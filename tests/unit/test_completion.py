@@ -53,6 +53,14 @@ def test_build_arguments_complete_from_the_chosen_template():
     assert complete("fnctl deploy service hello --build-template bash --build-argument HANDLER=") == []
 
 
+def test_the_source_completes_as_a_path(tmp_path: Path):
+    """-f: the shell completes files and folders (click's `file` type)."""
+    proc = subprocess.run([sys.executable, "-m", "fnctl"], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "_FNCTL_COMPLETE": "bash_complete",
+                               "COMP_WORDS": "fnctl deploy service x -f exam", "COMP_CWORD": "5"})
+    assert proc.stdout.splitlines() == ["file,exam"]
+
+
 def test_service_names_complete_nothing_without_a_target():
     """No engine and no cluster: no names, no error on the shell's line."""
     assert complete("fnctl get service ", env={"KUBECONFIG": "/nonexistent",
