@@ -195,30 +195,13 @@ def get_buildtemplate(name, local, cluster, context, namespace, output):
     if name is None and output == "human":
         table(views.TEMPLATE_HEADERS, views.template_rows(found))
         return
-    mapped = _image_mappings(found)
+    mapped = views.image_mappings(found)
     if output == "human":
         click.echo("\n".join(views.template_lines(found[0], mapped[found[0].name])))
         return
-    dump([_with_mappings(t.to_dict(), mapped[t.name]) for t in found], output)
+    dump([views.with_mappings(t.to_dict(), mapped[t.name]) for t in found], output)
 
 
-def _image_mappings(found) -> dict[str, dict[str, dict[str, str]]]:
-    """template -> image parameter -> {local, cluster}: the images the config file maps defaults to."""
-    from fnctl import config
-
-    cfg = config.load()        # kaniko uses the cluster section's map (fnctl.builders.kaniko.cluster_images)
-    return {t.name: {p.name: m for p in t.parameters if p.image and p.default
-                     for m in [views.image_mappings(p.default, cfg.image(p.default),
-                                                    cfg.cluster.images.get(p.default, p.default))]
-                     if m}
-            for t in found}
-
-
-def _with_mappings(template: dict, mapped: dict[str, dict[str, str]]) -> dict:
-    for p in template["parameters"]:
-        if p["name"] in mapped:
-            p["mapped"] = mapped[p["name"]]
-    return template
 
 
 @cli.group()
@@ -312,3 +295,4 @@ def _cluster_templates(what: str, local: bool, context, namespace):
     from fnctl.app import cluster_templates
 
     return cluster_templates(context, validation.namespace(namespace))
+

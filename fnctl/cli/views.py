@@ -30,9 +30,30 @@ def template_rows(found: list[BuildTemplate]) -> list[list[str]]:
     return [[t.name, t.runtime, ", ".join(p.name for p in t.parameters), t.origin] for t in found]
 
 
-def image_mappings(default: str, local: str, cluster: str) -> dict[str, str]:
-    """Where an image parameter's default really comes from on each target (the config file's maps)."""
-    return {"local": local, "cluster": cluster} if (local, cluster) != (default, default) else {}
+def image_mappings(found: list[BuildTemplate]) -> dict[str, dict[str, dict[str, str]]]:
+    """template -> image parameter -> {local, cluster}: what the config file maps its default to on
+    each target (kaniko uses the `cluster.images` map: fnctl.builders.kaniko.cluster_images)."""
+    from fnctl import config
+
+    cfg = config.load()
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for t in found:
+        out[t.name] = {}
+        for p in t.parameters:
+            if not (p.image and p.default):
+                continue
+            local, cluster = cfg.image(p.default), cfg.cluster.images.get(p.default, p.default)
+            if (local, cluster) != (p.default, p.default):
+                out[t.name][p.name] = {"local": local, "cluster": cluster}
+    return out
+
+
+def with_mappings(template: dict, mapped: dict[str, dict[str, str]]) -> dict:
+    """A template's -o json|yaml form with each mapped image parameter's `mapped: {local, cluster}`."""
+    for p in template["parameters"]:
+        if p["name"] in mapped:
+            p["mapped"] = mapped[p["name"]]
+    return template
 
 
 def template_lines(template: BuildTemplate, mapped: dict[str, dict[str, str]]) -> list[str]:
