@@ -19,6 +19,10 @@ CI of this project) maps the templates' public base images to local ones:
       build-resources:            # kaniko's requests and limits (these are the defaults)
         requests: {cpu: 250m, memory: 512Mi}
         limits: {memory: 4Gi}
+    build:                        # every build, on both targets
+      ca-bundle: /etc/ssl/certs/ca-certificates.crt   # default: the machine's; none: give none
+      proxy: true                 # pass HTTPS_PROXY, HTTP_PROXY, NO_PROXY (and lowercase) to builds
+      context-warning: 10MB       # above this size a packed source suggests .fnctlignore
 
 $FNCTL_CONFIG, when set, is the only file read. Otherwise the system file is
 read first and the user's file overrides it key by key.
@@ -27,6 +31,7 @@ read first and the user's file overrides it key by key.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -56,6 +61,19 @@ class ClusterDefaults:
     build_resources: dict = field(default_factory=lambda: dict(DEFAULT_BUILD_RESOURCES))   # kaniko's
 
 
+DEFAULT_CONTEXT_WARNING = 10 * 1000 * 1000      # bytes of a packed source worth a word about .fnctlignore
+
+
+@dataclass(frozen=True)
+class BuildDefaults:
+    """The `build:` section: what every build gets, on both targets."""
+
+    ca_bundle: str | None = None      # a PEM file; None: the machine's (fnctl.trust); "none": no bundle
+    proxy: bool = True                # pass the user's proxy variables to builds
+    context_warning: int = DEFAULT_CONTEXT_WARNING
+
+
+BUILD_KEYS = {"ca-bundle": (str, bool), "proxy": bool, "context-warning": (str, int)}
 CLUSTER_KEYS = {"registry-host": str, "registry-secret": str, "insecure-registry": bool, "kaniko-image": str,
                 "upload-image": str, "images": dict, "build-resources": dict}
 
@@ -66,6 +84,7 @@ class Config:
     port_range: tuple[int, int] = DEFAULT_PORT_RANGE
     files: tuple[str, ...] = ()
     cluster: ClusterDefaults = field(default_factory=ClusterDefaults)
+    build: BuildDefaults = field(default_factory=BuildDefaults)
 
     def image(self, reference: str) -> str:
         """The image to use for a template's default `reference`."""
@@ -120,21 +139,33 @@ def parse_port_range(text: str, origin: str) -> tuple[int, int]:
     return start, end
 
 
+def _checked(data: dict, path: Path, name: str, keys: dict) -> dict | None:
+    """The section `name` of a config file, its keys known and their values of the right type."""
+    section = data.get(name)
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise UsageError(f"config file {path}: `{name}` must be a mapping", "see docs/configuration.md")
+    for key, value in section.items():
+        kind = keys.get(key)
+        if kind is None:
+            raise UsageError(f"config file {path}: unknown key {name}.{key}",
+                             f"the keys are {', '.join(sorted(keys))} (docs/configuration.md)")
+        if not isinstance(value, kind) or (bool not in (kind if isinstance(kind, tuple) else (kind,))
+                                           and isinstance(value, bool)):
+            wanted = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise UsageError(f"config file {path}: {name}.{key} must be a {wanted}, not {value!r}",
+                             "see docs/configuration.md")
+    return section
+
+
 def _cluster_section(data: dict, path: Path, current: ClusterDefaults) -> ClusterDefaults:
-    section = data.get("cluster")
+    section = _checked(data, path, "cluster", CLUSTER_KEYS)
     if section is None:
         return current
-    if not isinstance(section, dict):
-        raise UsageError(f"config file {path}: `cluster` must be a mapping", "see docs/configuration.md")
     values: dict = {}
     for key, value in section.items():
-        kind = CLUSTER_KEYS.get(key)
-        if kind is None:
-            raise UsageError(f"config file {path}: unknown key cluster.{key}",
-                             f"the keys are {', '.join(sorted(CLUSTER_KEYS))} (docs/configuration.md)")
-        if not isinstance(value, kind):
-            raise UsageError(f"config file {path}: cluster.{key} must be a {kind.__name__}, not {value!r}",
-                             "see docs/configuration.md")
+        kind = CLUSTER_KEYS[key]
         if key == "build-resources":
             values["build_resources"] = parse_resources(value, f"config file {path}")
             continue
@@ -144,16 +175,48 @@ def _cluster_section(data: dict, path: Path, current: ClusterDefaults) -> Cluste
     return replace(current, **values)
 
 
+def parse_size(text, origin: str) -> int:
+    """A size in bytes: 10MB, 512KB, 1GiB, or a plain number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", str(text), re.I)
+    if not match or isinstance(text, bool):
+        raise UsageError(f"{origin}: size {text!r} is not a number of bytes or like 10MB, 512KB, 1GiB",
+                         "write it like 10MB")
+    unit = (match.group(2) or "B").upper().rstrip("B")
+    factor = {"": 1, "K": 1000, "M": 1000 ** 2, "G": 1000 ** 3, "KI": 1024, "MI": 1024 ** 2, "GI": 1024 ** 3}[unit]
+    return int(float(match.group(1)) * factor)
+
+
+def _build_section(data: dict, path: Path, current: BuildDefaults) -> BuildDefaults:
+    section = _checked(data, path, "build", BUILD_KEYS)
+    if section is None:
+        return current
+    values: dict = {}
+    for key, value in section.items():
+        if key == "ca-bundle":
+            # false means none; a relative path is relative to the file that says it
+            text = "none" if value is False else str(value)
+            if text != "none" and value is not True:
+                text = str(path.parent / Path(text).expanduser())
+            values["ca_bundle"] = None if value is True else text
+        elif key == "context-warning":
+            values["context_warning"] = parse_size(value, f"config file {path}: build.context-warning")
+        else:
+            values["proxy"] = value
+    return replace(current, **values)
+
+
 @cache
 def load() -> Config:
     images: dict[str, str] = {}
     ports = None
     cluster = ClusterDefaults()
+    build = BuildDefaults()
     files = _config_files()
     for path in files:
         data = _read(path)
         images.update({str(k): str(v) for k, v in (data.get("images") or {}).items()})
         cluster = _cluster_section(data, path, cluster)
+        build = _build_section(data, path, build)
         local = data.get("local") or {}
         if "ports" in local:
             ports = parse_port_range(local["ports"], str(path))
@@ -161,7 +224,7 @@ def load() -> Config:
     if env_ports:
         ports = parse_port_range(env_ports, "FNCTL_LOCAL_PORTS")
     return Config(images=images, port_range=ports or DEFAULT_PORT_RANGE, files=tuple(map(str, files)),
-                  cluster=cluster)
+                  cluster=cluster, build=build)
 
 
 def templates_dir() -> Path:

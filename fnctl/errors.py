@@ -74,6 +74,15 @@ class BuildError(FnctlError):
         if said.get("error"):       # the builder's own words go below, with the log
             details = f"{details}\n{message}" if message not in (details or "") else details
             message, hint = said["error"], said.get("hint") or hint
+        from fnctl import trust
+
+        tls = trust.tls_failure(f"{details or ''}\n{message}")
+        if tls is not None:         # not the function's fault: the build lacks a certificate authority
+            what, host = tls
+            if not said.get("error"):
+                details = f"{details}\n{message}" if message not in (details or "") else details
+                message = f"a build step could not verify the TLS certificate of {host or 'a server'} ({what})"
+            hint = trust.tls_hint(host)
         super().__init__(message, hint, details)
 
 

@@ -23,6 +23,7 @@ class DeployRequest:
     revision: str | None = None       # git branch, tag or commit
     wait: bool = True
     timeout: float = 600.0
+    ca_bundle: str | None = None      # the CA bundle builds trust: a PEM file, "none", or None (fnctl.trust)
     # Settings of the cluster target; the local one applies those that mean something there
     # and refuses the others (fnctl.deployers.local_options).
     env_secrets: list[str] = field(default_factory=list)

@@ -128,9 +128,9 @@ def prepare(request: DeployRequest, template: BuildTemplate, cfg: config.Config 
     """
     cfg = cfg or config.load()
     # Check the parameters before any clone: bad input should fail at once.
-    template.resolve(request.build_args, cfg=cfg)
+    template.resolve(request.build_args, cfg=cfg, ca_bundle=request.ca_bundle)
     with source.checkout(request.source, request.revision) as tree:
-        values = template.resolve(request.build_args, tree.file, cfg=cfg)
+        values = template.resolve(request.build_args, tree.file, cfg=cfg, ca_bundle=request.ca_bundle)
         # A single file's folder is the source (as tm did); DIRECTORY picks a folder of it.
         files = tuple(source.package(source.subfolder(tree, values.get("DIRECTORY", "."))))
         origin = f"{tree.origin}@{tree.commit}" if tree.commit else tree.origin

@@ -11,6 +11,7 @@
       - {name: BASE_IMAGE, default: "buildpack-deps:bookworm-curl", image: true, description: ...}
       - {name: PIP_INDEX_URL, default: "", secret: true}   # RUN --mount=type=secret,id=PIP_INDEX_URL
       - {name: GOPROXY, machine: go-env, secret: true}      # unless given: the machine's `go env GOPROXY`
+      - {name: CA_BUNDLE, machine: ca-bundle, secret: true} # the machine's CA bundle (fnctl.trust)
     runtimeImage:                 # optional: the per-runtime image, built once and reused
       dockerfile: runtime.Dockerfile   # the language's part; fnctl adds the bridge (fnctl.bridge)
       parameters: [BASE_IMAGE]
@@ -31,14 +32,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from fnctl import bridge, config, goenv
+from fnctl import bridge, config, goenv, trust
 from fnctl.errors import TemplateError, UsageError
 from fnctl.source.context import BuildContext, ContextFile, make_context
 
 # The names the archived TriggerMesh `tm` CLI used for the same runtimes.
 LEGACY_ALIASES = {"aws-custom-runtime": "bash", "knative-go-runtime": "go", "knative-node4-runtime": "node4"}
 RUNTIME_IMAGE_ARG = "RUNTIME_IMAGE"
-MACHINE_SOURCES = ("go-env",)          # where a parameter's value may come from on the user's machine
+MACHINE_SOURCES = ("go-env", "ca-bundle")   # where a parameter's value may come from on the user's machine
 _PARAM_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
@@ -49,7 +50,8 @@ class Parameter:
     description: str = ""
     image: bool = False            # a base image: the machine's image map applies
     secret: bool = False           # reaches the build as a secret mount, never as an ARG
-    machine: str | None = None     # "go-env": unless given, the machine's `go env NAME` (if set)
+    machine: str | None = None     # "go-env": unless given, the machine's `go env NAME` (if set);
+                                   # "ca-bundle": the CA bundle builds trust (PEM text; --ca-bundle)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "default": self.default, "description": self.description,
@@ -85,9 +87,10 @@ class BuildTemplate:
     # -- parameters -------------------------------------------------------
 
     def resolve(self, given: dict[str, str], source_file: str | None = None,
-                cfg: config.Config | None = None) -> dict[str, str]:
+                cfg: config.Config | None = None, ca_bundle: str | None = None) -> dict[str, str]:
         """Every declared parameter's value: given > the machine's setting (`machine: go-env`) >
-        derived from a single file > default."""
+        derived from a single file > default. A `machine: ca-bundle` parameter is the PEM text of
+        the CA bundle builds trust (`ca_bundle`: --ca-bundle FILE or none; fnctl.trust), never given."""
         cfg = cfg or config.load()
         unknown = [k for k in given if self.parameter(k) is None]
         if unknown:
@@ -98,6 +101,13 @@ class BuildTemplate:
         values: dict[str, str] = {}
         machine = goenv.settings([p.name for p in self.parameters if p.machine == "go-env" and p.name not in given])
         for p in self.parameters:
+            if p.machine == "ca-bundle":
+                if p.name in given:
+                    raise UsageError(f"build argument {p.name} is the CA bundle builds trust, not a value to give",
+                                     "pass --ca-bundle FILE (or `none`), or set build.ca-bundle in the config file")
+                bundle = trust.ca_bundle(ca_bundle)
+                values[p.name] = bundle[1].decode(errors="replace") if bundle else ""
+                continue
             if p.name in given:
                 values[p.name] = given[p.name]
             elif p.name in machine:
@@ -195,10 +205,13 @@ def parse(document: dict, files: dict[str, bytes], origin: str) -> BuildTemplate
                                 "e.g. - {name: HANDLER, default: function.handler}")
         default = raw.get("default")
         machine = raw.get("machine")
-        if machine is not None and (machine not in MACHINE_SOURCES or not goenv.NAME.match(raw["name"])):
+        if machine is not None and (machine not in MACHINE_SOURCES
+                                    or machine == "go-env" and not goenv.NAME.match(raw["name"])
+                                    or machine == "ca-bundle" and not raw.get("secret")):
             raise TemplateError(f"{origin}: parameter {raw['name']}: machine must be one of "
-                                f"{', '.join(MACHINE_SOURCES)}, for a GO… parameter",
-                                "e.g. - {name: GOPROXY, machine: go-env, secret: true}")
+                                f"{', '.join(MACHINE_SOURCES)}: go-env for a GO… parameter, ca-bundle for a "
+                                "secret one", "e.g. - {name: GOPROXY, machine: go-env, secret: true} or "
+                                "- {name: CA_BUNDLE, machine: ca-bundle, secret: true}")
         params.append(Parameter(raw["name"], None if default is None else str(default),
                                 str(raw.get("description", "")), bool(raw.get("image", False)),
                                 bool(raw.get("secret", False)), machine))

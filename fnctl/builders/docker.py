@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fnctl import config, labels
+from fnctl import config, labels, trust
 from fnctl.errors import BuildError
 from fnctl.model import BUILD, RUNTIME, BuiltImage, Reporter
 from fnctl.source.context import BuildContext
@@ -64,7 +64,7 @@ class DockerBuilder(_LocalImages):
     def _build_runtime(self, prepared: Prepared, tag: str, reporter: Reporter) -> None:
         assert prepared.runtime_context is not None
         reporter.phase(RUNTIME, f"building the {prepared.template.name} runtime image {tag}")
-        self.engine.build(prepared.runtime_context, tag, reporter,
+        self.engine.build(prepared.runtime_context, tag, reporter, build_args=trust.proxies(),
                           labels={labels.RUNTIME: prepared.template.name})
 
     def function_image(self, prepared: Prepared, runtime_image: str | None, reporter: Reporter) -> BuiltImage:
@@ -76,15 +76,16 @@ class DockerBuilder(_LocalImages):
             return BuiltImage(tag, image_id, context, cached=True)
         reporter.phase(BUILD, f"{tag} ({_describe(context)})")
         secrets = prepared.template.secrets(prepared.values)
+        proxies = trust.proxies()       # Docker's predefined proxy ARGs: in RUN steps, not in the image
         try:
-            return BuiltImage(tag, self.engine.build(context, tag, reporter, secrets=secrets), context)
+            return BuiltImage(tag, self.engine.build(context, tag, reporter, proxies, secrets=secrets), context)
         except BuildError:
             if runtime_image is None or self.engine.image_id(runtime_image) is not None:
                 raise
         # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
         self._build_runtime(prepared, runtime_image, reporter)
         reporter.phase(BUILD, f"{tag} again, on the rebuilt runtime image")
-        return BuiltImage(tag, self.engine.build(context, tag, reporter, secrets=secrets), context)
+        return BuiltImage(tag, self.engine.build(context, tag, reporter, proxies, secrets=secrets), context)
 
 
 class DockerBuildPlan(_LocalImages):

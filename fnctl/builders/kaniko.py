@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from fnctl import config, knative, labels, registry, registryauth, templates
+from fnctl import config, knative, labels, registry, registryauth, templates, trust
 from fnctl.builders.buildpod import (
     DEFAULT_INIT_IMAGE,
     DEFAULT_KANIKO_IMAGE,
@@ -206,7 +206,8 @@ def runtime_spec(prepared: Prepared, host: str) -> BuildSpec:
     assert context is not None
     return BuildSpec(service=prepared.request.name, destination=runtime_destination(host, prepared.template.name,
                                                                                     context),
-                     context=context, kind="runtime", build_args=prepared.runtime_build_args())
+                     context=context, kind="runtime",
+                     build_args={**prepared.runtime_build_args(), **trust.proxies(for_cluster=True)})
 
 
 def function_spec(prepared: Prepared, context: BuildContext, runtime_image: str | None, host: str,
@@ -215,6 +216,7 @@ def function_spec(prepared: Prepared, context: BuildContext, runtime_image: str 
     args = template.public(values)          # secret parameters go as a Secret volume, never as args
     if runtime_image is not None:
         args[templates.RUNTIME_IMAGE_ARG] = runtime_image
+    args.update(trust.proxies(for_cluster=True))    # Docker's predefined proxy ARGs: RUN steps see them
     return BuildSpec(service=prepared.request.name,
                      destination=function_destination(host, namespace, prepared.request.name, context),
                      context=context, build_args=args, secrets=template.secrets(values) or {})

@@ -66,6 +66,9 @@ def deploy() -> None:
 @click.option("--revision", default=None, help="Git branch, tag or commit of a git SOURCE.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the service answers.")
 @click.option("--timeout", default="10m", show_default=True, help="How long to wait for readiness (90s, 10m, 1h).")
+@click.option("--ca-bundle", default=None, metavar="FILE",
+              help="PEM bundle of the certificate authorities the build's downloads trust (default: "
+                   "build.ca-bundle in the config file, else this machine's; `none` for the image's own).")
 @click.option("--env-secret", "env_secrets", multiple=True, metavar="SECRET",
               help="[cluster] Secret whose keys become environment variables, repeatable.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="[cluster] Label of the Service.")
@@ -94,7 +97,7 @@ def deploy() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
-def deploy_service(name, source, template, build_args, env, revision, wait, timeout, env_secrets, labels,
+def deploy_service(name, source, template, build_args, env, revision, wait, timeout, ca_bundle, env_secrets, labels,
                    annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
                    registry_secret, insecure_registry, kaniko_image, build_namespace, domain, dry_run, quiet, local,
                    cluster, context, namespace, output):
@@ -109,7 +112,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
         name=validation.service_name(name), source=source, template=template,
         build_args=validation.key_values(build_args, "--build-argument"),
         env=validation.key_values(env, "--env"), revision=validation.revision(revision), wait=wait,
-        timeout=validation.duration(timeout), env_secrets=list(env_secrets),
+        timeout=validation.duration(timeout), ca_bundle=ca_bundle, env_secrets=list(env_secrets),
         labels=validation.key_values(labels, "--label"),
         annotations=validation.key_values(annotations, "--annotation"),
         concurrency=concurrency, min_scale=min_scale, max_scale=max_scale, concurrency_target=concurrency_target,

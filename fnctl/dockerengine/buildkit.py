@@ -49,6 +49,9 @@ class SecretSession:
         # What the engine sent may already sit in the HTTP response's buffer: read through it.
         self._read = reader.read1 if reader is not None else sock.recv
         self._values = values
+        # Answers still to send (stream -> bytes left), as HTTP/2 flow control lets them go: a secret
+        # larger than the peer's window (64 KiB at first), e.g. a CA bundle, goes out in several frames.
+        self._pending: dict[int, bytes] = {}
         self._thread = threading.Thread(target=self._serve, name="buildkit-session", daemon=True)
 
     def __enter__(self) -> SecretSession:
@@ -87,8 +90,11 @@ class SecretSession:
                     elif isinstance(event, h2.events.StreamEnded):
                         sid = event.stream_id
                         self._answer(conn, sid, paths.pop(sid, ""), bodies.pop(sid, b""))
+                    elif isinstance(event, h2.events.StreamReset):
+                        self._pending.pop(event.stream_id, None)
                     elif isinstance(event, h2.events.ConnectionTerminated):
                         return
+                self._flush(conn)
                 self._sock.sendall(conn.data_to_send())
         except Exception:               # closed by either side, or a protocol error: the build then
             return                      # fails with the engine's own message
@@ -105,8 +111,24 @@ class SecretSession:
                 status = _NOT_FOUND
         conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/grpc")])
         if status == 0:
-            conn.send_data(stream_id, b"\x00" + len(message).to_bytes(4, "big") + message)
-        conn.send_headers(stream_id, [("grpc-status", str(status))], end_stream=True)
+            self._pending[stream_id] = b"\x00" + len(message).to_bytes(4, "big") + message
+        else:
+            conn.send_headers(stream_id, [("grpc-status", str(status))], end_stream=True)
+
+    def _flush(self, conn) -> None:
+        """Send what the flow-control windows allow; a stream's trailers once all its data is out."""
+        for stream_id, data in list(self._pending.items()):
+            while data:
+                size = min(len(data), conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+                if size <= 0:
+                    break                        # wait for the peer's WINDOW_UPDATE
+                conn.send_data(stream_id, data[:size])
+                data = data[size:]
+            if data:
+                self._pending[stream_id] = data
+            else:
+                del self._pending[stream_id]
+                conn.send_headers(stream_id, [("grpc-status", "0")], end_stream=True)
 
 
 def trace_lines(raw: bytes, started: set[bytes]) -> list[tuple[str, bool]]:

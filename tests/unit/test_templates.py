@@ -82,12 +82,13 @@ def test_render_quotes_values_for_dockerfile(value, word):
 
 def test_secret_parameters_are_never_rendered_nor_build_arguments():
     python = templates.find("python")
-    values = python.resolve({"PIP_INDEX_URL": "https://ci:tok3n@index.example/simple"}, cfg=config.Config())
+    values = python.resolve({"PIP_INDEX_URL": "https://ci:tok3n@index.example/simple"}, cfg=config.Config(),
+                            ca_bundle="none")
     assert python.secrets(values) == {"PIP_INDEX_URL": "https://ci:tok3n@index.example/simple"}
     assert "tok3n" not in python.render(values, "rt:1")
     assert "PIP_INDEX_URL" not in python.public(values) and "HANDLER" in python.public(values)
     assert templates.find("bash").secrets(values) is None       # no secret parameter: no BuildKit needed
-    assert {p.name for p in python.parameters if p.secret} == {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"}
+    assert {p.name for p in python.parameters if p.secret} == {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "CA_BUNDLE"}
 
 
 # -- the machine's Go settings (machine: go-env) ----------------------------------------------
