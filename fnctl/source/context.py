@@ -22,6 +22,7 @@ class ContextFile:
     name: str                     # path inside the context, '/'-separated
     data: bytes
     executable: bool = False
+    link: str | None = None       # a symbolic link to this relative target (data is empty)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ def make_context(files: Iterable[ContextFile]) -> BuildContext:
         for name in sorted(by_name):
             f = by_name[name]
             info = tarfile.TarInfo(name)
+            if f.link is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, f.link, 0o777
+                _normalise(info)
+                tar.addfile(info)
+                continue
             info.size = len(f.data)
             info.mode = 0o755 if f.executable else 0o644
             _normalise(info)

@@ -40,7 +40,7 @@ def _anchored(lines: list[str]) -> list[str]:
 
 
 def walk(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (relative posix path, absolute path) of every file to package, sorted."""
+    """Yield (relative posix path, absolute path) of every file and symlink to package, sorted by folder."""
     top = pathspec.GitIgnoreSpec.from_lines(
         _anchored(_lines(root / ".dockerignore")) + _anchored(_lines(root / ".fnctlignore")))
     # Specs of .gitignore files by the folder they sit in, relative to root.
@@ -66,7 +66,10 @@ def walk(root: Path) -> Iterator[tuple[str, Path]]:
         keep = []
         for d in sorted(dirnames):
             rel = f"{rel_dir}/{d}" if rel_dir else d
-            if d in _ALWAYS_OUT or ignored(rel, True) or (here / d).is_symlink():
+            if d in _ALWAYS_OUT or ignored(rel, True):
+                continue
+            if (here / d).is_symlink():
+                yield rel, here / d          # a link to a folder: packed as the link, never followed
                 continue
             keep.append(d)
         dirnames[:] = keep
@@ -75,6 +78,4 @@ def walk(root: Path) -> Iterator[tuple[str, Path]]:
             path = here / f
             if ignored(rel, False) or not (path.is_file() or path.is_symlink()):
                 continue
-            if path.is_symlink() and not path.exists():
-                continue
-            yield rel, path
+            yield rel, path                  # symlinks too (even dangling ones): the packer judges them

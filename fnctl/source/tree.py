@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -67,8 +68,29 @@ def subfolder(tree: SourceTree, directory: str) -> Path:
 
 
 def package(folder: Path, prefix: str = "src/") -> list[ContextFile]:
-    """The function's files under `prefix`, honouring the ignore files."""
-    files = [file_from_path(prefix + rel, path) for rel, path in walk(folder)]
+    """The function's files under `prefix`, honouring the ignore files.
+
+    Symbolic links stay links, as `docker build` keeps them, when they point inside `folder`
+    (an absolute one is made relative); one that leads outside is refused: a build context
+    never carries, nor points at, a file from outside the source.
+    """
+    files, escaping = [], []
+    top = Path(os.path.realpath(folder))
+    for rel, path in walk(folder):
+        if not path.is_symlink():
+            files.append(file_from_path(prefix + rel, path))
+            continue
+        target = Path(os.path.realpath(path))
+        if target != top and top not in target.parents:
+            escaping.append(f"{rel} -> {os.readlink(path)}")
+            continue
+        link = os.path.relpath(target, os.path.realpath(path.parent))
+        files.append(ContextFile(prefix + rel, b"", link=Path(link).as_posix()))
+    if escaping:
+        shown = ", ".join(escaping[:5]) + (f" and {len(escaping) - 5} more" if len(escaping) > 5 else "")
+        raise SourceError(f"the source has symbolic links that lead outside it: {shown}",
+                          "a build context never carries files from outside the source: copy what they point "
+                          "at into the source, or leave the links out with .fnctlignore (docs/cli.md)")
     if not files:
         raise SourceError(f"the source folder {folder} holds no files (after ignore rules)",
                           "check the path, DIRECTORY and your .gitignore/.dockerignore/.fnctlignore")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import Recorder
+
 KNATIVE = Path(__file__).resolve().parents[1] / "data" / "knative"   # see its README.md
 
 
@@ -72,3 +74,25 @@ def fake(tmp_path, monkeypatch):
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         cluster.kubelet.run_seconds = float(os.environ.get("FNCTL_TEST_BUILD_SECONDS", "0.2"))
         yield cluster
+
+
+class BuildSnoop(Recorder):
+    """A Recorder that keeps every kaniko pod and its Secret as they are while kaniko runs
+    (fnctl deletes both after the build): `seen[pod name] = (pod, secret or None)`."""
+
+    def __init__(self, cluster):
+        super().__init__()
+        self.cluster = cluster
+        self.pod = ""
+        self.seen: dict[str, tuple] = {}
+
+    def phase(self, name: str, detail: str = "") -> None:
+        super().phase(name, detail)
+        if "in kaniko pod" in detail:
+            self.pod = detail.rsplit(" ", 1)[-1]
+
+    def log(self, line: str) -> None:
+        super().log(line)
+        if self.pod and self.pod not in self.seen:
+            self.seen[self.pod] = (self.cluster.get("pods", self.pod),
+                                   self.cluster.get("secrets", self.pod + "-secrets"))

@@ -15,7 +15,7 @@ import pytest
 from fnctl import errors
 from fnctl.app import cluster_target, cluster_templates
 from fnctl.model import PHASES, DeployRequest
-from tests.cluster.conftest import validate_service
+from tests.cluster.conftest import BuildSnoop, validate_service
 from tests.conftest import Recorder
 
 pytest.importorskip("tests.fakekube")
@@ -618,24 +618,10 @@ def test_secret_parameters_reach_kaniko_as_a_mounted_secret_never_as_args(fake, 
     src.mkdir()
     (src / "handler.py").write_text("def handler(event, context):\n    return event\n")
     token = "tok3n-cluster-secret"
-    seen: dict = {}
-
-    class Snoop(Recorder):
-        pod = ""
-
-        def phase(self, name: str, detail: str = "") -> None:
-            super().phase(name, detail)
-            if "in kaniko pod" in detail:
-                self.pod = detail.rsplit(" ", 1)[-1]
-
-        def log(self, line: str) -> None:     # kaniko runs: its pod and Secret are there
-            super().log(line)
-            if self.pod and self.pod not in seen:
-                seen[self.pod] = (fake.get("pods", self.pod), fake.get("secrets", self.pod + "-secrets"))
-
+    snoop = BuildSnoop(fake)
     cluster_target().deploy(request(src, template="python",
-                                   build_args={"PIP_INDEX_URL": f"https://ci:{token}@pypi.example/simple"}), Snoop())
-    function_pod, secret = next(v for k, v in seen.items() if "-rt-" not in k)
+                                   build_args={"PIP_INDEX_URL": f"https://ci:{token}@pypi.example/simple"}), snoop)
+    function_pod, secret = next(v for k, v in snoop.seen.items() if "-rt-" not in k)
     assert token not in json.dumps(function_pod)
     kaniko = function_pod["spec"]["containers"][0]
     assert {"name": "build-secrets", "mountPath": "/run/secrets", "readOnly": True} in kaniko["volumeMounts"]
