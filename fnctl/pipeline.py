@@ -21,6 +21,7 @@ from fnctl import config, source, templates, validation
 from fnctl.errors import Interrupted
 from fnctl.model import PHASES, SOURCE, BuiltImage, DeployRequest, DeployResult, Reporter, ServiceInfo
 from fnctl.redact import redact
+from fnctl.source import size
 from fnctl.source.context import BuildContext, ContextFile, make_context
 from fnctl.templates import BuildTemplate
 
@@ -110,6 +111,10 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
         deployer.check(request, template)
         clock.phase(SOURCE, redact(request.source))
         prepared = prepare(request, template, builder.image_config)
+        line, warning = size.report(prepared.files, config.load().build.context_warning)
+        clock.log(line)
+        if warning:
+            clock.note(warning)
     except KeyboardInterrupt:
         # Builders and deployers answer Ctrl-C themselves (undo, cleanup); before them nothing was made.
         raise Interrupted(f"interrupted before {request.name} was built; nothing was changed") from None
