@@ -152,6 +152,9 @@ def template_secrets(source: Path, template: str) -> dict[str, str]:
 
 
 _SECRET_MOUNT = re.compile(r"--mount=type=secret,id=([A-Za-z_][A-Za-z0-9_]*)\s*")
+# Secrets that are files, not values (the machine's CA bundle): a hand-written Dockerfile for the
+# classic builder has no way to mount one, so the baseline goes without (the step reads no file).
+_FILE_SECRETS = {"CA_BUNDLE"}
 
 
 def classic_secrets(dockerfile: Path, secrets: dict[str, str]) -> dict[str, str]:
@@ -168,13 +171,13 @@ def classic_secrets(dockerfile: Path, secrets: dict[str, str]) -> dict[str, str]
         text = "\n".join(instruction)
         names = _SECRET_MOUNT.findall(text)
         if names and text.lstrip().startswith("RUN"):
-            lines += [f"ARG {n}" for n in names]
+            lines += [f"ARG {n}" for n in names if n not in _FILE_SECRETS]
             text = _SECRET_MOUNT.sub("", text)
         lines.append(text)
         instruction = []
     lines += instruction
     dockerfile.write_text("\n".join(lines) + "\n")
-    return {k: v for k, v in secrets.items() if v}
+    return {k: v for k, v in secrets.items() if v and k not in _FILE_SECRETS}
 
 
 def runtime_tag(template: str, context) -> str:

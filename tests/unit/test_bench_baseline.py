@@ -27,6 +27,9 @@ def test_go_baseline_has_no_secret_mounts_and_declares_each_secret(tmp_path: Pat
     run_at = rewritten.index("for name in GOPROXY")
     for name in ("GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOFLAGS"):
         assert -1 < rewritten.index(f"\nARG {name}\n") < run_at, name
-    assert build_args == {k: v for k, v in secrets.items() if v} and "GOPRIVATE" not in build_args
+    assert build_args == {k: v for k, v in secrets.items() if v and k != "CA_BUNDLE"}
+    assert "GOPRIVATE" not in build_args
+    # The CA bundle is a file the classic builder cannot mount: no ARG, no --build-arg of a PEM.
+    assert "ARG CA_BUNDLE" not in rewritten
     # Everything but the mounts is kept, line for line.
     assert len(rewritten.splitlines()) == len(original.splitlines()) + 6
