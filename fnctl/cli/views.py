@@ -63,7 +63,8 @@ def template_lines(template: BuildTemplate, mapped: dict[str, dict[str, str]]) -
         lines.append(f"Aliases:     {', '.join(template.aliases)}")
     lines += [f"Runtime:     {template.runtime}", f"Source:      {template.origin}", "Parameters:"]
     for p in template.parameters:
-        default = "(required)" if p.default is None else repr(p.default) if p.default == "" else p.default
+        default = ("(this machine's)" if p.machine else "(required)") if p.default is None \
+            else repr(p.default) if p.default == "" else p.default
         lines.append(f"  {p.name}={default}")
         for where, image in mapped.get(p.name, {}).items():
             lines.append(f"      {where}: {image}")
