@@ -170,3 +170,35 @@ def test_a_restricted_namespace_builds_elsewhere_and_runs_the_function(real_clus
     user = next(c for c in pod["spec"]["containers"] if c["name"] == "user-container")
     assert user["securityContext"]["runAsNonRoot"] is True
     assert real_cluster.fnctl("delete", "service", unique_name, "--cluster", "-n", "fnctl-restricted").code == 0
+
+
+def test_requirements_from_pypi_through_this_machines_egress_ca(real_cluster, unique_name, tmp_path):
+    """Issue 11, item 4, on kaniko: the build pod reaches PyPI through this machine's TLS-intercepting
+    egress and trusts it by the machine's CA bundle (the CA_BUNDLE build secret), with no flag."""
+    import shutil
+    import uuid
+
+    src = tmp_path / "fn"
+    shutil.copytree(EXAMPLES / "python-requirements", src)
+    (src / "nonce.txt").write_text(uuid.uuid4().hex)             # no layer cache answers pip's step
+    r, _ = deploy(real_cluster, unique_name, src, template="python")
+    assert r.code == 0, r
+    status, body, _ = real_cluster.curl(json.loads(r.out)["url"], b'{"text": "Hello"}')
+    assert status == 200 and json.loads(body) == {"text": "Hello", "six": "1.17.0"}, body
+    real_cluster.fnctl("delete", "service", unique_name, "--cluster")
+
+
+def test_links_inside_the_source_are_links_in_kanikos_image(real_cluster, unique_name, bash_function):
+    """Issue 11, item 2, on kaniko: the context's symlinks (a file and a folder) survive kaniko's COPY."""
+    src = bash_function("x")
+    (src / "lib").mkdir()
+    (src / "lib" / "more.txt").write_text("through a folder link\n")
+    os.symlink("lib/more.txt", src / "data.txt")
+    os.symlink("lib", src / "libs")
+    (src / "function.sh").write_text('handler() {\n  cat /var/task/data.txt /var/task/libs/more.txt\n'
+                                     '  [ -L /var/task/data.txt ] && [ -L /var/task/libs ] && echo links\n}\n')
+    r, _ = deploy(real_cluster, unique_name, src)
+    assert r.code == 0, r
+    status, body, _ = real_cluster.curl(json.loads(r.out)["url"], b"{}")
+    assert status == 200 and body.decode().split() == ["through", "a", "folder", "link"] * 2 + ["links"], body
+    real_cluster.fnctl("delete", "service", unique_name, "--cluster")
