@@ -98,7 +98,8 @@ def complete_build_argument(ctx: click.Context, _param: click.Parameter, incompl
     seen: dict[str, str] = {}
     for template in candidates:
         for p in template.parameters:
-            if p.name not in given and p.name.startswith(incomplete.upper()):
+            # a `machine: ca-bundle` parameter comes from --ca-bundle, never --build-argument
+            if p.name not in given and p.name.startswith(incomplete.upper()) and p.machine != "ca-bundle":
                 seen.setdefault(p.name, p.description)
     return [CompletionItem(f"{name}=", help=help_text) for name, help_text in seen.items()]
 
