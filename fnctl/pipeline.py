@@ -112,9 +112,7 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
         clock.phase(SOURCE, redact(request.source))
         prepared = prepare(request, template, builder.image_config)
         line, warning = size.report(prepared.files, config.load().build.context_warning)
-        clock.log(line)
-        if warning:
-            clock.note(warning)
+        clock.note(warning or line)          # a remark, not build output: shown with -q too
     except KeyboardInterrupt:
         # Builders and deployers answer Ctrl-C themselves (undo, cleanup); before them nothing was made.
         raise Interrupted(f"interrupted before {request.name} was built; nothing was changed") from None

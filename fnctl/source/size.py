@@ -35,6 +35,6 @@ def report(files: Sequence[ContextFile], warn_above: int) -> tuple[str, str | No
     if total <= warn_above:
         return line, None
     top = ", ".join(f"{name} ({human(size)})" for name, size in largest(files)[:SHOWN])
-    return line, (f"the source is {human(total)}, more than {human(warn_above)} (build.context-warning in the "
+    return line, (f"{line}: more than {human(warn_above)} (build.context-warning in the "
                   "config file): every deploy reads, packs and sends all of it. What the function does not need "
                   f"at run time can go in .fnctlignore (Docker's patterns, e.g. `data/`); its largest entries: {top}")
