@@ -14,10 +14,11 @@ from tests.conftest import fnctl
 NO_MAP = config.Config(images={})
 EXPECTED = {
     "bash": {"DIRECTORY", "HANDLER", "EVENT", "BASE_IMAGE", "GO_IMAGE"},
-    "node4": {"DIRECTORY", "HANDLER", "EVENT", "BASE_IMAGE", "GO_IMAGE"},
-    "go": {"DIRECTORY", "EVENT", "GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOFLAGS", "BASE_IMAGE",
-           "GO_IMAGE"},
-    "python": {"DIRECTORY", "HANDLER", "EVENT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "BASE_IMAGE", "GO_IMAGE"},
+    "node4": {"DIRECTORY", "HANDLER", "EVENT", "CA_BUNDLE", "BASE_IMAGE", "GO_IMAGE"},
+    "go": {"DIRECTORY", "EVENT", "GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOFLAGS", "CA_BUNDLE",
+           "BASE_IMAGE", "GO_IMAGE"},
+    "python": {"DIRECTORY", "HANDLER", "EVENT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "CA_BUNDLE", "BASE_IMAGE",
+               "GO_IMAGE"},
     "azure-dotnet": {"DIRECTORY", "PROJECT", "WORKER_MODEL", "BUILD_CONFIGURATION", "DOTNET_SDK_IMAGE",
                      "ISOLATED_IMAGE", "INPROC_IMAGE"},
 }
