@@ -58,9 +58,15 @@ def _dry_run(src, tmp_path, config_text: str = "{}\n") -> Recorder:
         config.load.cache_clear()
 
 
+def _one_warning(recorder: Recorder) -> str:
+    warnings = [n for n in recorder.notes if ".fnctlignore" in n]
+    assert len(warnings) == 1, recorder.notes
+    return warnings[0]
+
+
 def test_a_source_over_10_mb_suggests_fnctlignore_with_its_largest_entries(big_source, tmp_path):
     recorder = _dry_run(big_source, tmp_path)
-    (warning,) = [n for n in recorder.notes if ".fnctlignore" in n]
+    warning = _one_warning(recorder)
     assert warning.startswith("packed 3 files, 11.5 MB: more than 10.0 MB")
     assert warning.endswith("assets/ (7.0 MB), dump.sql (4.5 MB), function.sh (23 bytes)")
 
@@ -70,7 +76,7 @@ def test_the_threshold_is_configurable_and_ignored_entries_do_not_count(big_sour
     assert "packed 3 files, 11.5 MB" in notes and not [n for n in notes if ".fnctlignore" in n]
     (big_source / ".fnctlignore").write_text("assets/\n")
     recorder = _dry_run(big_source, tmp_path, "build:\n  context-warning: 1MB\n")
-    (warning,) = [n for n in recorder.notes if ".fnctlignore" in n]
+    warning = _one_warning(recorder)
     assert warning.startswith("packed 3 files, 4.5 MB")      # .fnctlignore itself is packed, assets/ is not
     assert "assets/" not in warning and "dump.sql (4.5 MB)" in warning
 
