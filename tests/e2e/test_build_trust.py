@@ -141,3 +141,19 @@ def test_the_users_proxy_carries_the_builds_downloads_and_stays_out_of_the_image
     assert "pypi.org:443" in proxy.asked, proxy.asked
     kept = _kept_in(_image_of(service))
     assert str(proxy.port) not in kept and "HTTPS_PROXY" not in kept
+
+
+def test_npm_dependencies_install_through_the_egress_with_no_extra_flags(service, tmp_path):
+    """node4: npm trusts the machine's CA bundle through NODE_EXTRA_CA_CERTS."""
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "package.json").write_text(json.dumps({"name": "fn", "version": "1.0.0",
+                                                  "dependencies": {"is-number": "7.0.0"}}))
+    (src / "handler.js").write_text("const isNumber = require('is-number');\n"
+                                    "exports.handler = async (event) => ({ five: isNumber(5), nonce: '"
+                                    + uuid.uuid4().hex + "' });\n")
+    r = fnctl("deploy", "service", service, "-f", str(src), "--build-template", "node4", "--local", "-o", "json")
+    assert r.code == 0, r
+    status, body, _ = http(json.loads(r.out)["url"], data=b"{}")
+    assert status == 200 and json.loads(body)["five"] is True, body
+    assert "BEGIN CERTIFICATE" not in _kept_in(_image_of(service))
