@@ -55,10 +55,15 @@ def deploy() -> None:
 
 @deploy.command("service")
 @click.argument("name", shell_complete=complete_service)
-@click.option("-f", "--from", "source", required=True, metavar="SOURCE", shell_complete=complete_source,
-              help="Folder, single file, or git URL (https, ssh, git@host:repo, file://).")
-@click.option("--build-template", "template", required=True, metavar="TEMPLATE", shell_complete=complete_template,
+@click.option("-f", "--from", "source", required=True, metavar="SOURCE|IMAGE", shell_complete=complete_source,
+              help="Folder, single file, or git URL (https, ssh, git@host:repo, file://) to build with "
+                   "--build-template; without one, a ready-made image to run as it is. SOURCE is taken for an "
+                   "image only when it is not an existing path or a git URL and names a registry host (with "
+                   "a '.' or ':', or localhost) or a tag or digest, e.g. gcr.io/team/app:1.0.")
+@click.option("--build-template", "template", default=None, metavar="TEMPLATE", shell_complete=complete_template,
               help="Runtime build template (see `fnctl get buildtemplate`).")
+@click.option("--image", "force_image", is_flag=True,
+              help="SOURCE is a ready-made image (e.g. a bare `nginx`): run it with its own entrypoint, PORT set.")
 @click.option("--build-argument", "build_args", multiple=True, metavar="KEY=VALUE",
               shell_complete=complete_build_argument,
               help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub).")
@@ -94,19 +99,22 @@ def deploy() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
-def deploy_service(name, source, template, build_args, env, revision, wait, timeout, env_secrets, labels,
+def deploy_service(name, source, template, force_image, build_args, env, revision, wait, timeout, env_secrets, labels,
                    annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
                    registry_secret, insecure_registry, kaniko_image, build_namespace, domain, dry_run, quiet, local,
                    cluster, context, namespace, output):
-    """Build SOURCE with a runtime template and run it as service NAME; print its URL.
+    """Build SOURCE with a runtime template and run it as service NAME, or run a ready-made IMAGE;
+    print its URL.
 
     \b
       fnctl deploy service lambda-bash -f examples/bash-echo --build-template bash
+      fnctl deploy service hello -f gcr.io/google-samples/hello-app:1.0
       fnctl deploy service hello -f https://github.com/me/fn.git --revision v2 \\
           --build-template node4 --build-argument HANDLER=handler.landingPage
     """
+    source, template, image = validation.source_or_image(source, template, force_image)
     request = DeployRequest(
-        name=validation.service_name(name), source=source, template=template,
+        name=validation.service_name(name), source=source, template=template, image=image,
         build_args=validation.key_values(build_args, "--build-argument"),
         env=validation.key_values(env, "--env"), revision=validation.revision(revision), wait=wait,
         timeout=validation.duration(timeout), env_secrets=list(env_secrets),

@@ -139,8 +139,8 @@ class LocalDeployer:
         if current:
             engine.stop(current.id)
             engine.remove(current.id)
-            if current.image != spec.image:
-                engine.remove_image(current.image)
+            if current.image != spec.image and current.image.startswith("fnctl/"):
+                engine.remove_image(current.image)      # fnctl's own build; a ready-made image stays
         for stale in self._containers(request.name):
             if stale.id != new.id:
                 engine.remove(stale.id)
