@@ -41,6 +41,9 @@ class Target:
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         return self.deployer.logs(name, follow, tail)
 
+    def labelled(self, key: str, value: str) -> list[str]:
+        return self.deployer.labelled(key, value)
+
 
 def has_cluster_config() -> bool:
     try:

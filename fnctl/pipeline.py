@@ -100,6 +100,9 @@ class Deployer(Protocol):
 
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
 
+    def labelled(self, key: str, value: str) -> list[str]:
+        """Names of the services carrying the label key=value."""
+
 
 def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporter: Reporter) -> DeployResult:
     """Source to a running service: every step once, in order, timed by phase."""

@@ -6,6 +6,7 @@ import click
 
 from fnctl import validation
 from fnctl.cli import OUTPUT_KEY, cli, views
+from fnctl.cli import manifest as manifest_cli
 from fnctl.cli.completion import complete_build_argument, complete_service, complete_source, complete_template
 from fnctl.cli.output import TerminalReporter, dump, table
 from fnctl.model import DeployRequest
@@ -48,9 +49,22 @@ def _int_option(name: str, help_text: str):
     return click.option(name, type=click.IntRange(min=0), default=None, help=help_text)
 
 
-@cli.group()
-def deploy() -> None:
-    """Create or update a function service, or store a build template in the cluster."""
+@cli.group(invoke_without_command=True)
+@manifest_cli.deploy_options
+@target_options
+@output_option()
+@click.pass_context
+def deploy(ctx, **options) -> None:
+    """Create or update a function service, or store a build template in the cluster.
+
+    With no subcommand: every function of serverless.yaml (here, or -f FILE|URL), at most
+    --concurrency at once, one line per function as it finishes; a full deploy removes the
+    services of the manifest's service that it no longer lists (docs/manifest.md).
+    """
+    if ctx.invoked_subcommand is None:
+        manifest_cli.deploy(ctx, **options)
+    else:
+        manifest_cli.refuse_with_subcommand(ctx, options)
 
 
 @deploy.command("service")
@@ -258,9 +272,17 @@ def logs_service(name, follow, tail, local, cluster, context, namespace):
         click.echo(line)
 
 
-@cli.group()
-def delete() -> None:
-    """Delete a service or a cluster build template."""
+@cli.group(invoke_without_command=True)
+@manifest_cli.delete_options
+@target_options
+@click.pass_context
+def delete(ctx, **options) -> None:
+    """Delete a service or a cluster build template; with no subcommand, the services of
+    serverless.yaml's functions (here, or -f FILE|URL) and those it no longer lists."""
+    if ctx.invoked_subcommand is None:
+        manifest_cli.delete(ctx, **options)
+    else:
+        manifest_cli.refuse_with_subcommand(ctx, options)
 
 
 FORCE_HELP = "[cluster] Delete it even if fnctl did not make it (no app.kubernetes.io/managed-by=fnctl label)."

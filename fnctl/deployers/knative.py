@@ -107,6 +107,11 @@ class KnativeDeployer:
         if not found and not leftovers:
             raise self._not_found(name)
 
+    def labelled(self, key: str, value: str) -> list[str]:
+        """The Services fnctl made that carry the label key=value (e.g. their manifest's service)."""
+        found = self.cluster.knative().list(KSERVICES, label_selector=f"{labels.MANAGED_BY_KEY}=fnctl,{key}={value}")
+        return sorted(o["metadata"]["name"] for o in found.get("items") or [])
+
     def _not_found(self, name: str) -> NotFoundError:
         return NotFoundError(f"service {name!r} not found in namespace {self.cluster.namespace}",
                              "`fnctl get service` lists the services")

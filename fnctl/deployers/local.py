@@ -252,6 +252,11 @@ class LocalDeployer:
         for tag in self.engine.images(f"fnctl/{name}"):
             self.engine.remove_image(tag)
 
+    def labelled(self, key: str, value: str) -> list[str]:
+        """The services whose containers carry the label key=value (e.g. their manifest's service)."""
+        return sorted({c.labels[labels.SERVICE] for c in self.engine.containers(f"{key}={value}")
+                       if labels.SERVICE in c.labels})
+
     def _not_found(self, name: str) -> NotFoundError:
         names = sorted({c.labels[labels.SERVICE] for c in self.engine.containers(labels.SERVICE)})
         return NotFoundError(f"no local service named {name!r}",
