@@ -62,16 +62,46 @@ def _head_manifest(image: str, insecure: bool) -> tuple[bool, str | None] | None
     if host.split(":")[0].endswith(_CLUSTER_DNS):
         return None
     scheme = "http" if insecure or _loopback(host) else "https"
-    request = urllib.request.Request(f"{scheme}://{host}/v2/{repo}/manifests/{ref}", method="HEAD",
-                                     headers={"Accept": _ACCEPT})
+    url = f"{scheme}://{host}/v2/{repo}/manifests/{ref}"
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:     # noqa: S310 - http(s) only
-            found = resp.headers.get("Docker-Content-Digest")
-            return 200 <= resp.status < 300, found if found and found.startswith("sha256:") else None
+        try:
+            return _head(url, {})
+        except urllib.error.HTTPError as e:
+            token = _anonymous_token(e.headers.get("WWW-Authenticate", ""), scheme) if e.code == 401 else None
+            if token is None:
+                raise
+            return _head(url, {"Authorization": f"Bearer {token}"})
     except urllib.error.HTTPError as e:
         return (False, None) if e.code == 404 else None
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def _head(url: str, headers: dict[str, str]) -> tuple[bool, str | None]:
+    request = urllib.request.Request(url, method="HEAD", headers={"Accept": _ACCEPT, **headers})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:     # noqa: S310 - http(s) only
+        found = resp.headers.get("Docker-Content-Digest")
+        return 200 <= resp.status < 300, found if found and found.startswith("sha256:") else None
+
+
+def _anonymous_token(challenge: str, registry_scheme: str) -> str | None:
+    """The token a public registry hands anyone for pulling (the Docker token protocol: the 401's
+    `Bearer realm=…,service=…,scope=…` challenge, asked at its realm without credentials)."""
+    import json
+    from urllib.parse import urlencode, urlsplit
+
+    scheme, _, rest = challenge.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    fields = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    realm = fields.pop("realm", "")
+    if urlsplit(realm).scheme not in ("https", registry_scheme):     # http only for an http registry
+        return None
+    query = urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
+    with urllib.request.urlopen(f"{realm}?{query}" if query else realm, timeout=TIMEOUT) as resp:  # noqa: S310
+        body = json.loads(resp.read(65536) or b"{}")
+    token = body.get("token") or body.get("access_token")
+    return token if isinstance(token, str) and token else None
 
 
 def _loopback(host: str) -> bool:

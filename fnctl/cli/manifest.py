@@ -44,11 +44,12 @@ def delete_options(func):
 
 def refuse_with_subcommand(ctx: click.Context, given: dict) -> None:
     """Options of the manifest form belong after `fnctl deploy`/`delete`, never before a subcommand."""
-    defaults = {p.name: p.default for p in ctx.command.params}
-    misplaced = [name for name, value in given.items() if value not in (defaults.get(name), (), None, False)]
+    params = {p.name: p for p in ctx.command.params}
+    misplaced = [params[name].opts[-1] for name, value in given.items()
+                 if value not in (params[name].default, (), None, False)]
     if misplaced:
         raise UsageError(f"options given before `{ctx.invoked_subcommand}` belong to the manifest form: "
-                         + ", ".join(f"--{n.replace('_', '-')}" for n in misplaced),
+                         + ", ".join(misplaced),
                          f"put them after `{ctx.info_name} {ctx.invoked_subcommand}`")
 
 

@@ -195,7 +195,7 @@ def test_no_manifest_here(tmp_path):
 
 def test_manifest_options_before_a_subcommand_are_refused():
     r = fnctl("deploy", "--function", "x", "service", "hello", "-f", "gcr.io/a/b:1", "--local", "--dry-run")
-    assert r.code == 2 and "belong to the manifest form: --functions" in r.err, r
+    assert r.code == 2 and "belong to the manifest form: --function" in r.err, r
 
 
 # -- what a manifest means -------------------------------------------------------------------------

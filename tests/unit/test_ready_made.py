@@ -69,3 +69,49 @@ def test_a_cluster_dry_run_runs_the_image_as_its_own_user():
     assert not {"runAsUser", "runAsNonRoot", "runAsGroup"} & set(container["securityContext"])
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert service["metadata"]["annotations"]["fnctl.dev/template"] == "image"
+
+
+def test_a_registry_that_wants_an_anonymous_token_is_asked_with_one():
+    """The Docker token protocol public registries speak: 401 with a Bearer challenge, a token from its
+    realm, then the manifest (a fake registry on loopback)."""
+    import http.server
+    import threading
+
+    digest = "sha256:" + "c" * 64
+    seen: list[str] = []
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):          # the token realm
+            seen.append(self.path)
+            body = b'{"token": "t0k"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_HEAD(self):
+            if self.headers.get("Authorization") != "Bearer t0k":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{port}/token",'
+                                                     'service="fake",scope="repository:team/app:pull"')
+            elif self.path == "/v2/team/app/manifests/v1":
+                self.send_response(200)
+                self.send_header("Docker-Content-Digest", digest)
+            else:
+                self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert registry.digest(f"127.0.0.1:{port}/team/app:v1") == (True, digest)
+        assert registry.digest(f"127.0.0.1:{port}/team/app:v2") == (False, None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen[0] == "/token?service=fake&scope=repository%3Ateam%2Fapp%3Apull"
