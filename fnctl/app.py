@@ -24,9 +24,10 @@ class Target:
     name: str
     builder: pipeline.Builder
     deployer: pipeline.Deployer
+    images: pipeline.Builder               # ready-made images: finds them, builds nothing
 
     def deploy(self, request: DeployRequest, reporter: Reporter) -> DeployResult:
-        return pipeline.deploy(request, self.builder, self.deployer, reporter)
+        return pipeline.deploy(request, self.images if request.image else self.builder, self.deployer, reporter)
 
     def list(self) -> list[ServiceInfo]:
         return self.deployer.list()
@@ -39,6 +40,9 @@ class Target:
 
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         return self.deployer.logs(name, follow, tail)
+
+    def labelled(self, key: str, value: str) -> list[str]:
+        return self.deployer.labelled(key, value)
 
 
 def has_cluster_config() -> bool:
@@ -68,22 +72,25 @@ def choose_target(reporter: Reporter, local: bool = False, cluster: bool = False
 
 def local_target() -> Target:
     from fnctl.builders.docker import DockerBuilder
+    from fnctl.builders.image import EngineImage
     from fnctl.deployers.local import LocalDeployer
     from fnctl.dockerengine import DockerEngine
 
     engine = DockerEngine()                  # one connection, made on first use, for both halves
-    return Target("local", DockerBuilder(engine), LocalDeployer(engine))
+    return Target("local", DockerBuilder(engine), LocalDeployer(engine), EngineImage(engine))
 
 
 def cluster_target(context: str | None = None, namespace: str | None = None, *,
                    build_timeout: float | None = None) -> Target:
     """Knative Services built by kaniko. `build_timeout` overrides the request's timeout for builds."""
+    from fnctl.builders.image import RegistryImage
     from fnctl.builders.kaniko import KanikoBuilder
     from fnctl.cluster import Cluster
     from fnctl.deployers.knative import KnativeDeployer
 
     cluster = Cluster(context, namespace)    # one connection, made on first use, for both halves
-    return Target("cluster", KanikoBuilder(cluster, build_timeout=build_timeout), KnativeDeployer(cluster))
+    return Target("cluster", KanikoBuilder(cluster, build_timeout=build_timeout), KnativeDeployer(cluster),
+                  RegistryImage())
 
 
 def cluster_templates(context: str | None = None, namespace: str | None = None):
@@ -105,18 +112,22 @@ def dry_run(request: DeployRequest, reporter: Reporter, local: bool = False, clu
     """
     _one_target(local, cluster, context)
     objects: list[dict] = []
+    from fnctl.builders.image import ImagePlan
+
     if local:
         from fnctl.builders.docker import DockerBuildPlan
         from fnctl.deployers.local import LocalDeployPlan
 
-        pipeline.deploy(request, DockerBuildPlan(objects), LocalDeployPlan(objects), reporter)
+        builder: pipeline.Builder = ImagePlan() if request.image else DockerBuildPlan(objects)
+        pipeline.deploy(request, builder, LocalDeployPlan(objects), reporter)
         return objects
     from fnctl.builders.kaniko import KanikoBuildPlan
     from fnctl.cluster import Cluster
     from fnctl.deployers.knative import KnativeDeployPlan
 
     cluster = Cluster(context, namespace)    # asked only for its namespace, from the kubeconfig
-    pipeline.deploy(request, KanikoBuildPlan(objects, cluster), KnativeDeployPlan(objects, cluster), reporter)
+    builder = ImagePlan() if request.image else KanikoBuildPlan(objects, cluster)
+    pipeline.deploy(request, builder, KnativeDeployPlan(objects, cluster), reporter)
     return objects
 
 

@@ -47,11 +47,15 @@ FUNCTION_SECURITY_CONTEXT = {
     "runAsGroup": FUNCTION_USER,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+# A ready-made image runs as the user its image names (many run as root, and an arbitrary user
+# could not read their files); the rest of the confinement stays.
+IMAGE_USER_KEYS = ("runAsNonRoot", "runAsUser", "runAsGroup")
 
 
 def service_manifest(request: DeployRequest, namespace: str, image: str, *, template: str,
-                     source: str, context_digest: str | None = None) -> dict:
-    """The Service for `request`, running `image` (by digest) on port 8080."""
+                     source: str, context_digest: str | None = None, image_user: bool = False) -> dict:
+    """The Service for `request`, running `image` (by digest) on port 8080; `image_user`: as the
+    image's own user (a ready-made image), else as FUNCTION_USER."""
     service_labels = {**request.labels, **labels.MANAGED_BY, labels.SERVICE: request.name}
     # Knative's webhook refuses autoscaling annotations on the Service: they only work per revision.
     annotations = {**{k: v for k, v in request.annotations.items() if not _autoscaling(k)},
@@ -68,7 +72,8 @@ def service_manifest(request: DeployRequest, namespace: str, image: str, *, temp
     container: dict = {
         "image": image,
         "ports": [{"name": PORT_NAME, "containerPort": PORT}],
-        "securityContext": dict(FUNCTION_SECURITY_CONTEXT),
+        "securityContext": {k: v for k, v in FUNCTION_SECURITY_CONTEXT.items()
+                            if not (image_user and k in IMAGE_USER_KEYS)},
     }
     if request.env:
         container["env"] = [{"name": k, "value": v} for k, v in request.env.items()]

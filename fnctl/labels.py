@@ -8,6 +8,7 @@ from __future__ import annotations
 MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
 MANAGED_BY = {MANAGED_BY_KEY: "fnctl"}
 SERVICE = "fnctl.dev/service"                 # the function service an object belongs to
+MANIFEST = "fnctl.dev/manifest-service"       # the serverless.yaml `service` a function service came from
 
 # What a service was made from: Knative Service annotations, local container labels.
 TEMPLATE = "fnctl.dev/template"

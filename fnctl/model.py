@@ -16,8 +16,8 @@ SOURCE, RUNTIME, BUILD, DEPLOY, WAIT = PHASES
 @dataclass
 class DeployRequest:
     name: str
-    source: str                       # folder, single file, or git URL
-    template: str                     # build template name or alias
+    source: str                       # folder, single file, or git URL ("" for a ready-made image)
+    template: str                     # build template name or alias ("" for a ready-made image)
     build_args: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     revision: str | None = None       # git branch, tag or commit
@@ -39,6 +39,7 @@ class DeployRequest:
     kaniko_image: str | None = None
     build_namespace: str | None = None  # where kaniko pods run; default the Service's namespace
     domain: str | None = None         # a custom domain mapped to the Service (Knative DomainMapping)
+    image: str | None = None          # a ready-made image to run as it is, instead of a build
 
 
 @dataclass

@@ -101,18 +101,26 @@ class Deployer(Protocol):
 
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
 
+    def labelled(self, key: str, value: str) -> list[str]:
+        """Names of the services carrying the label key=value."""
+
 
 def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporter: Reporter) -> DeployResult:
     """Source to a running service: every step once, in order, timed by phase."""
     validation.service_name(request.name)
     clock = PhaseClock(reporter)
     try:
-        template = templates.find(request.template, builder.templates(clock))
-        deployer.check(request, template)
-        clock.phase(SOURCE, redact(request.source))
-        prepared = prepare(request, template, builder.image_config)
-        line, warning = size.report(prepared.files, config.load().build.context_warning)
-        clock.note(warning or line)          # a remark, not build output: shown with -q too
+        if request.image:
+            deployer.check(request, templates.READY_MADE)
+            clock.phase(SOURCE, f"ready-made image {request.image}, nothing to build")
+            prepared = ready_made(request)
+        else:
+            template = templates.find(request.template, builder.templates(clock))
+            deployer.check(request, template)
+            clock.phase(SOURCE, redact(request.source))
+            prepared = prepare(request, template, builder.image_config)
+            line, warning = size.report(prepared.files, config.load().build.context_warning)
+            clock.note(warning or line)          # a remark, not build output: shown with -q too
     except KeyboardInterrupt:
         # Builders and deployers answer Ctrl-C themselves (undo, cleanup); before them nothing was made.
         raise Interrupted(f"interrupted before {request.name} was built; nothing was changed") from None
@@ -138,6 +146,15 @@ def prepare(request: DeployRequest, template: BuildTemplate, cfg: config.Config 
         files = tuple(source.package(source.subfolder(tree, values.get("DIRECTORY", "."))))
         origin = f"{tree.origin}@{tree.commit}" if tree.commit else tree.origin
     return Prepared(request, template, values, template.runtime_context(values), files, origin)
+
+
+def ready_made(request: DeployRequest) -> Prepared:
+    """A ready-made image's request made concrete: no source, no parameters, no runtime image.
+    The builder (fnctl.builders.image) only finds the image; its "context" is the reference itself,
+    so the Service's context annotation changes exactly when the image named does."""
+    assert request.image
+    return Prepared(request, templates.READY_MADE, {}, None,
+                    (ContextFile("image", request.image.encode()),), request.image)
 
 
 class PhaseClock:

@@ -188,6 +188,13 @@ def _executable(name: str, data: bytes) -> bool:
     return data.startswith(b"#!") or PurePosixPath(name).name == "bootstrap"
 
 
+# A ready-made image (`deploy service NAME -f IMAGE`): nothing to build, no parameter, no bridge;
+# the image's own entrypoint serves PORT. Never found by name: the pipeline uses it for images only.
+READY_MADE = BuildTemplate(name="image", runtime="ready-made image",
+                           description="an existing image, run with its own entrypoint", parameters=(),
+                           dockerfile="", origin="built-in")
+
+
 # -- loading ----------------------------------------------------------------
 
 def parse(document: dict, files: dict[str, bytes], origin: str) -> BuildTemplate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 from fnctl.errors import UsageError
 
@@ -108,3 +109,34 @@ def domain(name: str) -> str:
         raise UsageError(f"invalid --domain {name!r}: not a lowercase DNS name such as api.example.com",
                          "give the host name alone: no scheme, port, path or wildcard")
     return name
+
+
+def source_or_image(source: str, template: str | None, image: bool = False) -> tuple[str, str, str | None]:
+    """(source, template, ready-made image) of `deploy service -f SOURCE [--build-template T] [--image]`.
+
+    With a template, SOURCE is built. Without one, SOURCE must be an image reference: `--image`
+    says so, otherwise fnctl.registry.image_reference decides without guessing (not an existing
+    path, not a git URL, and a registry host or a tag or digest)."""
+    from fnctl import registry
+
+    if image and template:
+        raise UsageError("--image runs a ready-made image; it cannot be combined with --build-template",
+                         "drop --build-template to run the image, or --image to build SOURCE")
+    if template:
+        return source, template, None
+    if image:
+        if not registry.valid_reference(source):
+            raise UsageError(f"--image {source!r} is not an image reference",
+                             "e.g. registry.example.com/team/app:1.0 or app@sha256:<digest>")
+        return "", "", source
+    if registry.image_reference(source):
+        return "", "", source
+    from fnctl.source.git import looks_like_git_url
+
+    if not looks_like_git_url(source) and not Path(source).expanduser().exists():
+        raise UsageError(f"{source!r} is neither an existing path nor an image reference with a registry host "
+                         "or a tag", "give a folder, file or git URL with --build-template, or an image such as "
+                         f"{source}:latest or registry.example.com/{source}:1.0 (or add --image)")
+    raise UsageError(f"{source!r} is a source to build, but no --build-template was given",
+                     "give --build-template (see `fnctl get buildtemplate`); to run a ready-made image, name "
+                     "its registry or tag (e.g. gcr.io/team/app:1.0) or add --image")

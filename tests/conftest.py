@@ -125,3 +125,19 @@ def serve_go_module_proxy(host: str, cache: Path, module_dir: Path):
         yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+def build_ready_made_image(folder: Path, tag: str, marker: str) -> str:
+    """An image made without fnctl (`docker build`): busybox httpd serving `marker` on $PORT, on the
+    local base image, listening where fnctl's local target says (FNCTL_LISTEN_HOST). Returns `tag`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", folder / "busybox")
+    (folder / "index.html").write_text(marker + "\n")
+    (folder / "Dockerfile").write_text(
+        "FROM fnctl-local/debian:bookworm\n"
+        "COPY busybox /usr/local/bin/busybox\n"
+        "COPY index.html /www/index.html\n"
+        'ENTRYPOINT ["/bin/sh", "-c", '
+        '"exec busybox httpd -f -p ${FNCTL_LISTEN_HOST:-0.0.0.0}:${PORT:-8080} -h /www"]\n')
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(folder)], check=True, capture_output=True, timeout=300)
+    return tag

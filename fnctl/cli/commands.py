@@ -6,6 +6,7 @@ import click
 
 from fnctl import validation
 from fnctl.cli import OUTPUT_KEY, cli, views
+from fnctl.cli import manifest as manifest_cli
 from fnctl.cli.completion import complete_build_argument, complete_service, complete_source, complete_template
 from fnctl.cli.output import TerminalReporter, dump, table
 from fnctl.model import DeployRequest
@@ -48,17 +49,35 @@ def _int_option(name: str, help_text: str):
     return click.option(name, type=click.IntRange(min=0), default=None, help=help_text)
 
 
-@cli.group()
-def deploy() -> None:
-    """Create or update a function service, or store a build template in the cluster."""
+@cli.group(invoke_without_command=True)
+@manifest_cli.deploy_options
+@target_options
+@output_option()
+@click.pass_context
+def deploy(ctx, **options) -> None:
+    """Create or update a function service, or store a build template in the cluster.
+
+    With no subcommand: every function of serverless.yaml (here, or -f FILE|URL), at most
+    --concurrency at once, one line per function as it finishes; a full deploy removes the
+    services of the manifest's service that it no longer lists (docs/manifest.md).
+    """
+    if ctx.invoked_subcommand is None:
+        manifest_cli.deploy(ctx, **options)
+    else:
+        manifest_cli.refuse_with_subcommand(ctx, options)
 
 
 @deploy.command("service")
 @click.argument("name", shell_complete=complete_service)
-@click.option("-f", "--from", "source", required=True, metavar="SOURCE", shell_complete=complete_source,
-              help="Folder, single file, or git URL (https, ssh, git@host:repo, file://).")
-@click.option("--build-template", "template", required=True, metavar="TEMPLATE", shell_complete=complete_template,
+@click.option("-f", "--from", "source", required=True, metavar="SOURCE|IMAGE", shell_complete=complete_source,
+              help="Folder, single file, or git URL (https, ssh, git@host:repo, file://) to build with "
+                   "--build-template; without one, a ready-made image to run as it is. SOURCE is taken for an "
+                   "image only when it is not an existing path or a git URL and names a registry host (with "
+                   "a '.' or ':', or localhost) or a tag or digest, e.g. gcr.io/team/app:1.0.")
+@click.option("--build-template", "template", default=None, metavar="TEMPLATE", shell_complete=complete_template,
               help="Runtime build template (see `fnctl get buildtemplate`).")
+@click.option("--image", "force_image", is_flag=True,
+              help="SOURCE is a ready-made image (e.g. a bare `nginx`): run it with its own entrypoint, PORT set.")
 @click.option("--build-argument", "build_args", multiple=True, metavar="KEY=VALUE",
               shell_complete=complete_build_argument,
               help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub).")
@@ -97,19 +116,22 @@ def deploy() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
-def deploy_service(name, source, template, build_args, env, revision, wait, timeout, ca_bundle, env_secrets, labels,
-                   annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
-                   registry_secret, insecure_registry, kaniko_image, build_namespace, domain, dry_run, quiet, local,
-                   cluster, context, namespace, output):
-    """Build SOURCE with a runtime template and run it as service NAME; print its URL.
+def deploy_service(name, source, template, force_image, build_args, env, revision, wait, timeout, ca_bundle,
+                   env_secrets, labels, annotations, concurrency, min_scale, max_scale, concurrency_target,
+                   registry_host, registry_secret, insecure_registry, kaniko_image, build_namespace, domain,
+                   dry_run, quiet, local, cluster, context, namespace, output):
+    """Build SOURCE with a runtime template and run it as service NAME, or run a ready-made IMAGE;
+    print its URL.
 
     \b
       fnctl deploy service lambda-bash -f examples/bash-echo --build-template bash
+      fnctl deploy service hello -f gcr.io/google-samples/hello-app:1.0
       fnctl deploy service hello -f https://github.com/me/fn.git --revision v2 \\
           --build-template node4 --build-argument HANDLER=handler.landingPage
     """
+    source, template, image = validation.source_or_image(source, template, force_image)
     request = DeployRequest(
-        name=validation.service_name(name), source=source, template=template,
+        name=validation.service_name(name), source=source, template=template, image=image,
         build_args=validation.key_values(build_args, "--build-argument"),
         env=validation.key_values(env, "--env"), revision=validation.revision(revision), wait=wait,
         timeout=validation.duration(timeout), ca_bundle=ca_bundle, env_secrets=list(env_secrets),
@@ -253,9 +275,17 @@ def logs_service(name, follow, tail, local, cluster, context, namespace):
         click.echo(line)
 
 
-@cli.group()
-def delete() -> None:
-    """Delete a service or a cluster build template."""
+@cli.group(invoke_without_command=True)
+@manifest_cli.delete_options
+@target_options
+@click.pass_context
+def delete(ctx, **options) -> None:
+    """Delete a service or a cluster build template; with no subcommand, the services of
+    serverless.yaml's functions (here, or -f FILE|URL) and those it no longer lists."""
+    if ctx.invoked_subcommand is None:
+        manifest_cli.delete(ctx, **options)
+    else:
+        manifest_cli.refuse_with_subcommand(ctx, options)
 
 
 FORCE_HELP = "[cluster] Delete it even if fnctl did not make it (no app.kubernetes.io/managed-by=fnctl label)."

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fnctl import domains, knative, labels, registryauth, validation
+from fnctl import domains, knative, labels, registryauth, templates, validation
 from fnctl.cluster import Cluster
 from fnctl.errors import Interrupted, NotFoundError, UsageError
 from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS
@@ -26,7 +26,8 @@ def manifest(release: Release, namespace: str) -> dict:
     request = replace(release.request, registry_secret=registryauth.pull_secret(release.request))
     return knative.service_manifest(request, namespace, release.image.reference,
                                     template=release.prepared.template.name, source=release.prepared.origin,
-                                    context_digest=release.context.digest)
+                                    context_digest=release.context.digest,
+                                    image_user=release.prepared.template is templates.READY_MADE)
 
 
 class KnativeDeployer:
@@ -105,6 +106,11 @@ class KnativeDeployer:
                 leftovers += 1
         if not found and not leftovers:
             raise self._not_found(name)
+
+    def labelled(self, key: str, value: str) -> list[str]:
+        """The Services fnctl made that carry the label key=value (e.g. their manifest's service)."""
+        found = self.cluster.knative().list(KSERVICES, label_selector=f"{labels.MANAGED_BY_KEY}=fnctl,{key}={value}")
+        return sorted(o["metadata"]["name"] for o in found.get("items") or [])
 
     def _not_found(self, name: str) -> NotFoundError:
         return NotFoundError(f"service {name!r} not found in namespace {self.cluster.namespace}",

@@ -139,8 +139,8 @@ class LocalDeployer:
         if current:
             engine.stop(current.id)
             engine.remove(current.id)
-            if current.image != spec.image:
-                engine.remove_image(current.image)
+            if current.image != spec.image and current.image.startswith("fnctl/"):
+                engine.remove_image(current.image)      # fnctl's own build; a ready-made image stays
         for stale in self._containers(request.name):
             if stale.id != new.id:
                 engine.remove(stale.id)
@@ -251,6 +251,11 @@ class LocalDeployer:
             self.engine.remove(c.id)
         for tag in self.engine.images(f"fnctl/{name}"):
             self.engine.remove_image(tag)
+
+    def labelled(self, key: str, value: str) -> list[str]:
+        """The services whose containers carry the label key=value (e.g. their manifest's service)."""
+        return sorted({c.labels[labels.SERVICE] for c in self.engine.containers(f"{key}={value}")
+                       if labels.SERVICE in c.labels})
 
     def _not_found(self, name: str) -> NotFoundError:
         names = sorted({c.labels[labels.SERVICE] for c in self.engine.containers(labels.SERVICE)})

@@ -82,6 +82,25 @@ class DockerEngine:
         except docker.errors.APIError as e:
             raise _engine_error(e) from e
 
+    def pull(self, reference: str, reporter: Reporter) -> str:
+        """Pull a ready-made image the engine lacks; its image id."""
+        from fnctl.errors import SourceError
+
+        try:
+            for chunk in self._api.pull(reference, stream=True, decode=True):
+                if "error" in chunk:
+                    raise docker.errors.APIError(chunk["error"])
+                if chunk.get("status") and not chunk.get("progressDetail"):
+                    reporter.log(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
+        except docker.errors.APIError as e:
+            raise SourceError(f"image {reference} is not on the Docker engine and cannot be pulled: {_short(e)}",
+                              "check the reference (`docker pull` it to see why), or build it first") from e
+        image_id = self.image_id(reference)
+        if image_id is None:
+            raise SourceError(f"the Docker engine pulled {reference} but does not have it",
+                              "check the reference and `docker images`")
+        return image_id
+
     def remove_image(self, reference: str) -> bool:
         try:
             self._api.remove_image(reference, noprune=False)
