@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from fnctl import resources
 from fnctl.errors import UsageError
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -108,3 +109,17 @@ def domain(name: str) -> str:
         raise UsageError(f"invalid --domain {name!r}: not a lowercase DNS name such as api.example.com",
                          "give the host name alone: no scheme, port, path or wildcard")
     return name
+
+
+def memory(value: str | None) -> str | None:
+    """--memory: a Kubernetes memory quantity (kept as written: the cluster takes the text)."""
+    if value is not None:
+        resources.memory_bytes(value, "--memory")
+    return value
+
+
+def cpu(value: str | None) -> str | None:
+    """--cpu: a Kubernetes CPU quantity."""
+    if value is not None:
+        resources.nano_cpus(value, "--cpu")
+    return value
