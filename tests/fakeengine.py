@@ -137,6 +137,8 @@ class FakeEngine:
     def logs(self, ident: str, tail: int | str = "all", stdout: bool = True, stderr: bool = True) -> str:
         c = self._find(ident)
         how = self._how(c) if c else "exit"
+        if how == "ready" and c is not None and "fnctl.dev/gateway" in c.labels:
+            return "gateway: ready on [::]:8080\n"
         if how == "ready":
             return f"{READY} on port {c.labels.get('fnctl.dev/port')}\n"
         return "Traceback: the function failed to start\n" if how == "exit" else "still starting\n"

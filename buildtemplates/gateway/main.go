@@ -115,6 +115,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func serve(port, upstream, socket string) int {
 	log.SetFlags(0)
+	log.SetOutput(os.Stdout) // fnctl waits for the ready line on stdout
 	if port == "" || upstream == "" {
 		log.Print("gateway: PORT and FNCTL_UPSTREAM must be set")
 		return 2

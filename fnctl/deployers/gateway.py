@@ -34,6 +34,7 @@ FRONT_NETWORK = "fnctl"
 PORT = 8080                          # where revisions and the gateway listen inside their networks
 UPSTREAM_ALIAS = "function"          # every revision's name on its service network
 READY_MARKER = "gateway: ready"
+START_TIMEOUT = 30.0                 # it is a small static program: seconds at most
 MEMORY = 64 * 2**20
 
 _DOCKERFILE = f"""ARG {bridge.BUILD_IMAGE_PARAMETER}
@@ -70,7 +71,7 @@ class Gateways:
     def find(self, service: str) -> Container | None:
         return self.engine.container(container_name(service))
 
-    def ensure(self, service: str, port: int, timeout: float, reporter: Reporter) -> Container:
+    def ensure(self, service: str, port: int, reporter: Reporter) -> Container:
         """The running gateway of `service` on `port`, made (with its networks) when missing."""
         engine = self.engine
         found = self.find(service)
@@ -88,10 +89,10 @@ class Gateways:
             RunOptions(network=FRONT_NETWORK, extra_networks=(network(service),), publish=(PORT, port),
                        user=NONROOT, read_only=True, tmpfs=dict(TMPFS), cap_drop=("ALL",), no_new_privileges=True,
                        memory=MEMORY, pids=256, restart=True))
-        state = engine.wait_for_log(started.id, READY_MARKER, time.monotonic() + timeout)
-        if state.status != "running":
+        state = engine.wait_for_log(started.id, READY_MARKER, time.monotonic() + START_TIMEOUT)
+        if state.status != "running" or READY_MARKER not in engine.logs(started.id, stderr=False):
             engine.remove(started.id)
-            raise DeployError(f"the gateway of {service} exited at start",
+            raise DeployError(f"the gateway of {service} did not start",
                               "is 127.0.0.1:" + str(port) + " taken by another program? (its log is below)",
                               details=engine.logs(started.id, tail=10).strip() or None)
         return state

@@ -137,17 +137,17 @@ class LocalDeployer:
         new = None
         try:
             reporter.phase(DEPLOY, f"starting {spec.revision} behind 127.0.0.1:{port}")
-            self.gateways.ensure(request.name, port, request.timeout, reporter)
+            self.gateways.ensure(request.name, port, reporter)
             new = engine.run(spec.image, spec.name, spec.env, spec.labels, spec.options)
             if request.wait or current:
                 reporter.phase(WAIT, f"waiting for {spec.revision} to answer (timeout {request.timeout:.0f}s)")
             self._wait_ready(new, request.name, release.bridge, time.monotonic() + request.timeout)
         except KeyboardInterrupt:
-            self._undo(new, current, replaced_early)
+            self._undo(new, current, replaced_early, request.name)
             serving = f", {current.labels.get(labels.REVISION)} keeps serving" if current else ""
             raise Interrupted(f"interrupted: {spec.revision} was removed{serving}") from None
         except BaseException:
-            self._undo(new, current, replaced_early)
+            self._undo(new, current, replaced_early, request.name)
             raise
         engine.keep_running(new.id)
         if current:
@@ -160,9 +160,11 @@ class LocalDeployer:
                 engine.remove(stale.id)
         return DeployResult(self._info(engine.container(new.id) or new), built=built)
 
-    def _undo(self, new: Container | None, current: Container | None, replaced_early: bool) -> None:
+    def _undo(self, new: Container | None, current: Container | None, replaced_early: bool, name: str) -> None:
         if new is not None:
             self.engine.remove(new.id)
+        if current is None:                   # a first deploy leaves nothing: no gateway, no network
+            self.gateways.remove(name)
         if current is not None and replaced_early:
             self.engine.start(current.id)
 
@@ -267,7 +269,7 @@ class LocalDeployer:
         found, so there is nothing of someone else's for `force` to override."""
         validation.service_name(name)
         found = self._containers(name)
-        if not found:
+        if not found and self.gateways.find(name) is None:
             raise self._not_found(name)
         self.gateways.remove(name)              # the port goes first: no request meets a stopping revision
         for c in found:

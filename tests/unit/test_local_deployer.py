@@ -206,3 +206,40 @@ def test_scale_bounds_one_instance_meets_are_accepted(engine, src):
     result = deploy(engine, src, min_scale=1, max_scale=5)
     assert result.service.ready
     assert deploy(engine, src, min_scale=0).unchanged
+
+
+def test_revisions_are_confined_on_their_own_network_behind_the_gateway(engine, src):
+    deploy(engine, src, memory="300Mi", cpu="250m")
+    options = engine.options["fnctl-hello-00001"]
+    assert (options.network, options.aliases) == ("fnctl-hello", ("function",))
+    assert options.cap_drop == ("ALL",) and options.no_new_privileges and options.read_only
+    assert options.user == "65532:65532" and "/tmp" in options.tmpfs
+    assert (options.memory, options.nano_cpus, options.pids) == (300 * 2**20, 250 * 10**6, 4096)
+    assert options.publish is None, "only the gateway publishes a port"
+    front = engine.options["fnctl-hello-gateway"]
+    assert front.publish == (8080, int(revision(engine, 1).labels[labels.PORT]))
+    assert front.extra_networks == ("fnctl-hello",) and front.cap_drop == ("ALL",)
+    assert engine.networks["fnctl-hello"]["isolated"] == "True"
+    result = deploy(engine, src, memory="400Mi", cpu="250m")
+    assert not result.unchanged, "new limits are a new revision"
+    assert engine.options["fnctl-hello-00002"].memory == 400 * 2**20
+
+
+def test_delete_removes_the_gateway_and_the_network(engine, src):
+    deploy(engine, src)
+    LocalDeployer(engine, bindable=lambda port: True).delete("hello")
+    assert engine.box == {} and "fnctl-hello" not in engine.networks
+
+
+def test_a_failed_first_deploy_leaves_no_gateway_and_no_network(engine, src):
+    engine.behaviour["fnctl-hello-00001"] = "exit"
+    with pytest.raises(DeployError):
+        deploy(engine, src)
+    assert engine.box == {} and "fnctl-hello" not in engine.networks
+
+
+def test_a_gateway_that_does_not_start_fails_the_deploy_and_is_removed(engine, src):
+    engine.behaviour["fnctl-hello-gateway"] = "exit"
+    with pytest.raises(DeployError, match="the gateway of hello did not start"):
+        deploy(engine, src)
+    assert engine.box == {}
