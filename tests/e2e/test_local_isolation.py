@@ -43,10 +43,14 @@ def addresses(container: dict) -> dict[str, str]:
 
 def listening_ports(container: str) -> set[int]:
     """The TCP ports listening inside `container` (its bridge's public and Runtime API ports)."""
-    out = subprocess.run(["docker", "exec", container, "cat", "/proc/net/tcp"], capture_output=True, text=True,
-                         check=True).stdout
-    return {int(cols[1].split(":")[1], 16) for cols in (line.split() for line in out.splitlines()[1:])
-            if cols[3] == "0A"}
+    out = subprocess.run(["docker", "exec", container, "cat", "/proc/net/tcp", "/proc/net/tcp6"],
+                         capture_output=True, text=True, check=True).stdout
+    ports = set()
+    for line in out.splitlines():
+        cols = line.split()            # data rows: "N: LOCAL_ADDR:PORT REMOTE STATE ...", 0A = listening
+        if len(cols) > 3 and cols[0].endswith(":") and cols[3] == "0A":
+            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def probe(container: str, targets: list[str]) -> dict[str, str]:
