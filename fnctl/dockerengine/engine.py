@@ -254,7 +254,7 @@ class DockerEngine:
         """Create network `name` unless it exists. An isolated one is internal and gives the host no
         address on it: its containers reach each other and nothing else, whatever the engine's
         iptables setting (internal alone is enforced by iptables rules)."""
-        if self._api.networks(names=[name]) and any(n["Name"] == name for n in self._api.networks(names=[name])):
+        if any(n["Name"] == name for n in self._api.networks(names=[name])):     # names= matches substrings
             return
         options = {"com.docker.network.bridge.inhibit_ipv4": "true"} if isolated else None
         try:
@@ -263,10 +263,6 @@ class DockerEngine:
         except docker.errors.APIError as e:
             if e.status_code != 409:            # made by another deploy in the meantime
                 raise _engine_error(e) from e
-
-    def network_labels(self, name: str) -> dict[str, str] | None:
-        found = [n for n in self._api.networks(names=[name]) if n["Name"] == name]
-        return (found[0].get("Labels") or {}) if found else None
 
     def remove_network(self, name: str) -> None:
         with contextlib.suppress(docker.errors.APIError):
