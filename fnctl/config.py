@@ -8,6 +8,9 @@ CI of this project) maps the templates' public base images to local ones:
       "debian:bookworm-slim": "registry.internal/debian:bookworm-slim"
     local:
       ports: "31000-31999"
+      memory: 1Gi                 # each revision container's limits (--memory/--cpu win)
+      cpu: "2"
+      pids: 4096
     cluster:                      # defaults of the cluster target's options
       registry-host: registry.internal:5000
       registry-secret: regcred    # kaniko pushes and Knative pulls with it (`fnctl set registry-auth`)
@@ -37,10 +40,14 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
+from fnctl import resources
 from fnctl.errors import UsageError
 
 SYSTEM_CONFIG = Path("/etc/fnctl/config.yaml")
 DEFAULT_PORT_RANGE = (31000, 31999)
+# A local revision's limits unless the config file or --memory/--cpu say otherwise: room for a
+# bridge with many invokers, yet a runaway function cannot take the machine.
+DEFAULT_LOCAL_LIMITS = {"memory": "1Gi", "cpu": "2", "pids": 4096}
 
 
 # kaniko's build pod: requests so the scheduler places it where a build fits, a memory limit so
@@ -85,6 +92,7 @@ class Config:
     files: tuple[str, ...] = ()
     cluster: ClusterDefaults = field(default_factory=ClusterDefaults)
     build: BuildDefaults = field(default_factory=BuildDefaults)
+    local_limits: dict = field(default_factory=lambda: dict(DEFAULT_LOCAL_LIMITS))   # memory, cpu, pids
 
     def image(self, reference: str) -> str:
         """The image to use for a template's default `reference`."""
@@ -211,6 +219,7 @@ def load() -> Config:
     ports = None
     cluster = ClusterDefaults()
     build = BuildDefaults()
+    limits = dict(DEFAULT_LOCAL_LIMITS)
     files = _config_files()
     for path in files:
         data = _read(path)
@@ -220,11 +229,29 @@ def load() -> Config:
         local = data.get("local") or {}
         if "ports" in local:
             ports = parse_port_range(local["ports"], str(path))
+        limits.update(parse_local_limits(local, path))
     env_ports = os.environ.get("FNCTL_LOCAL_PORTS")
     if env_ports:
         ports = parse_port_range(env_ports, "FNCTL_LOCAL_PORTS")
     return Config(images=images, port_range=ports or DEFAULT_PORT_RANGE, files=tuple(map(str, files)),
-                  cluster=cluster, build=build)
+                  cluster=cluster, build=build, local_limits=limits)
+
+
+def parse_local_limits(local: dict, path: Path) -> dict:
+    """local.memory and local.cpu (Kubernetes quantities), local.pids (a count), checked now."""
+    found: dict = {}
+    if "memory" in local:
+        resources.memory_bytes(str(local["memory"]), f"config file {path}: local.memory")
+        found["memory"] = str(local["memory"])
+    if "cpu" in local:
+        resources.nano_cpus(str(local["cpu"]), f"config file {path}: local.cpu")
+        found["cpu"] = str(local["cpu"])
+    if "pids" in local:
+        if isinstance(local["pids"], bool) or not isinstance(local["pids"], int) or local["pids"] < 16:
+            raise UsageError(f"config file {path}: local.pids must be a number of processes, at least 16",
+                             "e.g. pids: 4096")
+        found["pids"] = local["pids"]
+    return found
 
 
 def templates_dir() -> Path:

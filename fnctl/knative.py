@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import closing
 
-from fnctl import labels
+from fnctl import labels, resources
 from fnctl.errors import DeployError, FnctlError, WaitTimeout
 from fnctl.kube.client import KSERVICES, PODS, REVISIONS, Kube
 from fnctl.kube.errors import Conflict
@@ -77,6 +77,8 @@ def service_manifest(request: DeployRequest, namespace: str, image: str, *, temp
     }
     if request.env:
         container["env"] = [{"name": k, "value": v} for k, v in request.env.items()]
+    if request.memory is not None or request.cpu is not None:
+        container["resources"] = resources.container_resources(request.memory, request.cpu)
     if request.env_secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in request.env_secrets]
     revision_spec: dict = {"containers": [container]}

@@ -25,6 +25,7 @@ ENV_NAMES = "fnctl.dev/env-names"              # the --env names, as JSON (value
 ENV = "fnctl.dev/env"                          # the --env values, on revisions made before env-names
 BRIDGE = "fnctl.dev/bridge"                    # "true" when the runtime bridge serves it
 URL = "fnctl.dev/url"
+GATEWAY = "fnctl.dev/gateway"                  # on a local service's gateway container: the service
 RUNTIME = "fnctl.dev/runtime"                  # on runtime images: the template they are for
 
 # Build pods in the cluster and their ConfigMaps.

@@ -30,6 +30,8 @@ class DeployRequest:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     concurrency: int | None = None    # containerConcurrency
+    memory: str | None = None         # a Kubernetes quantity (256Mi): the container's request and limit
+    cpu: str | None = None            # a Kubernetes quantity (500m)
     min_scale: int | None = None
     max_scale: int | None = None
     concurrency_target: int | None = None

@@ -12,6 +12,8 @@
       - {name: PIP_INDEX_URL, default: "", secret: true}   # RUN --mount=type=secret,id=PIP_INDEX_URL
       - {name: GOPROXY, machine: go-env, secret: true}      # unless given: the machine's `go env GOPROXY`
       - {name: CA_BUNDLE, machine: ca-bundle, secret: true} # the machine's CA bundle (fnctl.trust)
+    buildNetwork: host            # RUN steps that download (pip, npm, go modules) need it; default none
+    runAsRoot: false              # true only for a runtime that cannot run as uid 65532 locally
     runtimeImage:                 # optional: the per-runtime image, built once and reused
       dockerfile: runtime.Dockerfile   # the language's part; fnctl adds the bridge (fnctl.bridge)
       parameters: [BASE_IMAGE]
@@ -75,6 +77,8 @@ class BuildTemplate:
     origin: str = "built-in"
     aliases: tuple[str, ...] = ()
     runtime_image: RuntimeImage | None = None
+    build_network: str = "none"    # where local builds' RUN steps run: none, or host for downloads
+    runs_as_root: bool = False      # locally: uid 0 instead of 65532 (still without capabilities)
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -238,11 +242,16 @@ def parse(document: dict, files: dict[str, bytes], origin: str) -> BuildTemplate
                                     "image that compiles the runtime bridge (fnctl's, in every runtime image)",
                                     image=True))
         runtime_image = RuntimeImage(ri_dockerfile, shaping, {n: d for n, d in files.items() if n not in used})
+    build_network = document.get("buildNetwork", "none")
+    if build_network not in ("none", "host"):
+        raise TemplateError(f"{origin}: buildNetwork must be none or host, not {build_network!r}",
+                            "host only when a RUN step downloads (pip, npm, go modules)")
     return BuildTemplate(
         name=name, runtime=str(document.get("runtime", name)),
         description=str(document.get("description", "")).strip(),
         parameters=tuple(params), dockerfile=dockerfile, origin=origin,
-        aliases=tuple(document.get("aliases") or ()), runtime_image=runtime_image)
+        aliases=tuple(document.get("aliases") or ()), runtime_image=runtime_image, build_network=build_network,
+        runs_as_root=document.get("runAsRoot") is True)
 
 
 def _file_or_inline(doc: dict, key: str, files: dict[str, bytes], origin: str, required: bool) -> str:

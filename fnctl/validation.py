@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from fnctl import resources
 from fnctl.errors import UsageError
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -140,3 +141,17 @@ def source_or_image(source: str, template: str | None, image: bool = False) -> t
     raise UsageError(f"{source!r} is a source to build, but no --build-template was given",
                      "give --build-template (see `fnctl get buildtemplate`); to run a ready-made image, name "
                      "its registry or tag (e.g. gcr.io/team/app:1.0) or add --image")
+
+
+def memory(value: str | None) -> str | None:
+    """--memory: a Kubernetes memory quantity (kept as written: the cluster takes the text)."""
+    if value is not None:
+        resources.memory_bytes(value, "--memory")
+    return value
+
+
+def cpu(value: str | None) -> str | None:
+    """--cpu: a Kubernetes CPU quantity."""
+    if value is not None:
+        resources.nano_cpus(value, "--cpu")
+    return value

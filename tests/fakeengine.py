@@ -32,6 +32,9 @@ class FakeEngine:
         self.restart_policy: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []           # (operation, container name)
         self.timeline: list[tuple[str, dict[str, int]]] = []
+        self.networks: dict[str, dict] = {}              # name -> labels
+        self.options: dict[str, object] = {}             # container name -> RunOptions
+        self.switched: dict[str, str] = {}               # gateway container -> the revision it forwards to
         self._ids = itertools.count(1)
 
     # -- images -----------------------------------------------------------
@@ -42,7 +45,7 @@ class FakeEngine:
     def image_id(self, reference: str) -> str | None:
         return self.tags.get(reference)
 
-    def build(self, context, tag: str, reporter, build_args=None, labels=None, secrets=None) -> str:
+    def build(self, context, tag: str, reporter, build_args=None, labels=None, secrets=None, network="host") -> str:
         if tag in self.failing_builds:
             raise BuildError(f"the image build of {tag} failed", "fake")
         if self.vanishing & self.tags.keys():
@@ -71,17 +74,36 @@ class FakeEngine:
     def container(self, ident: str) -> Container | None:
         return self._find(ident)
 
-    def run(self, image: str, name: str, env: dict[str, str], labels: dict[str, str]) -> Container:
+    def run(self, image: str, name: str, env: dict[str, str], labels: dict[str, str], options=None) -> Container:
         if image not in self.tags:
             raise AssertionError(f"run of {image}, which was never built")
         c = Container(id=f"c{next(self._ids):04d}", name=name, status="running", exit_code=0,
                       labels=dict(labels), image=image, env=dict(env))
         self.box[c.id] = c
+        self.options[name] = options
         self._record("run", c)
         if self._how(c) == "exit":                       # it crashes as it starts
             c.status, c.exit_code = "exited", 3
             self._record("exit", c)
         return c
+
+    def exec(self, ident: str, command: list[str]) -> tuple[int, str]:
+        gateway = self._find(ident)
+        if gateway is None or gateway.status != "running":
+            return 1, "no such running container"
+        if command[:2] == ["/gateway", "switch"]:
+            target = self._find(command[2].rsplit(":", 1)[0])
+            if target is None or target.status != "running" or self._how(target) != "ready":
+                return 1, f"{command[2]} does not accept connections"
+            self.switched[gateway.name] = target.name
+            return 0, ""
+        return 127, "unknown command"
+
+    def ensure_network(self, name: str, labels: dict[str, str], *, isolated: bool = False) -> None:
+        self.networks.setdefault(name, {**labels, "isolated": str(isolated)})
+
+    def remove_network(self, name: str) -> None:
+        self.networks.pop(name, None)
 
     def keep_running(self, ident: str) -> None:
         self.restart_policy[ident] = "unless-stopped"
@@ -115,6 +137,8 @@ class FakeEngine:
     def logs(self, ident: str, tail: int | str = "all", stdout: bool = True, stderr: bool = True) -> str:
         c = self._find(ident)
         how = self._how(c) if c else "exit"
+        if how == "ready" and c is not None and "fnctl.dev/gateway" in c.labels:
+            return "gateway: ready on [::]:8080\n"
         if how == "ready":
             return f"{READY} on port {c.labels.get('fnctl.dev/port')}\n"
         return "Traceback: the function failed to start\n" if how == "exit" else "still starting\n"

@@ -65,7 +65,7 @@ class DockerBuilder(_LocalImages):
         assert prepared.runtime_context is not None
         reporter.phase(RUNTIME, f"building the {prepared.template.name} runtime image {tag}")
         self.engine.build(prepared.runtime_context, tag, reporter, build_args=trust.proxies(),
-                          labels={labels.RUNTIME: prepared.template.name})
+                          labels={labels.RUNTIME: prepared.template.name}, network=prepared.template.build_network)
 
     def function_image(self, prepared: Prepared, runtime_image: str | None, reporter: Reporter) -> BuiltImage:
         context = prepared.function_context(runtime_image)
@@ -78,14 +78,16 @@ class DockerBuilder(_LocalImages):
         secrets = prepared.template.secrets(prepared.values)
         proxies = trust.proxies()       # Docker's predefined proxy ARGs: in RUN steps, not in the image
         try:
-            return BuiltImage(tag, self.engine.build(context, tag, reporter, proxies, secrets=secrets), context)
+            return BuiltImage(tag, self.engine.build(context, tag, reporter, proxies, secrets=secrets,
+                                                      network=prepared.template.build_network), context)
         except BuildError:
             if runtime_image is None or self.engine.image_id(runtime_image) is not None:
                 raise
         # The runtime image went away mid-deploy (a prune, another shell): make it again, once.
         self._build_runtime(prepared, runtime_image, reporter)
         reporter.phase(BUILD, f"{tag} again, on the rebuilt runtime image")
-        return BuiltImage(tag, self.engine.build(context, tag, reporter, proxies, secrets=secrets), context)
+        return BuiltImage(tag, self.engine.build(context, tag, reporter, proxies, secrets=secrets,
+                                                  network=prepared.template.build_network), context)
 
 
 class DockerBuildPlan(_LocalImages):

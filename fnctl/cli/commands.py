@@ -94,6 +94,11 @@ def deploy(ctx, **options) -> None:
 @click.option("--annotation", "annotations", multiple=True, metavar="KEY=VALUE",
               help="[cluster] Annotation of the Service's revision template.")
 @_int_option("--concurrency", "[cluster] Hard limit of requests per instance (containerConcurrency).")
+@click.option("--memory", default=None, metavar="QUANTITY",
+              help="Memory of each instance, request and limit (256Mi, 1Gi); local default: local.memory in the "
+                   "config file.")
+@click.option("--cpu", default=None, metavar="QUANTITY",
+              help="CPU of each instance, request and limit (500m, 1); local default: local.cpu in the config file.")
 @_int_option("--min-scale", "[cluster] Fewest instances (autoscaling.knative.dev/min-scale).")
 @_int_option("--max-scale", "[cluster] Most instances (autoscaling.knative.dev/max-scale).")
 @_int_option("--concurrency-target", "[cluster] Requests per instance the autoscaler aims at.")
@@ -117,9 +122,9 @@ def deploy(ctx, **options) -> None:
 @target_options
 @output_option("url")
 def deploy_service(name, source, template, force_image, build_args, env, revision, wait, timeout, ca_bundle,
-                   env_secrets, labels, annotations, concurrency, min_scale, max_scale, concurrency_target,
-                   registry_host, registry_secret, insecure_registry, kaniko_image, build_namespace, domain,
-                   dry_run, quiet, local, cluster, context, namespace, output):
+                   env_secrets, labels, annotations, concurrency, memory, cpu, min_scale, max_scale,
+                   concurrency_target, registry_host, registry_secret, insecure_registry, kaniko_image,
+                   build_namespace, domain, dry_run, quiet, local, cluster, context, namespace, output):
     """Build SOURCE with a runtime template and run it as service NAME, or run a ready-made IMAGE;
     print its URL.
 
@@ -138,6 +143,7 @@ def deploy_service(name, source, template, force_image, build_args, env, revisio
         labels=validation.key_values(labels, "--label"),
         annotations=validation.key_values(annotations, "--annotation"),
         concurrency=concurrency, min_scale=min_scale, max_scale=max_scale, concurrency_target=concurrency_target,
+        memory=validation.memory(memory), cpu=validation.cpu(cpu),
         registry_host=registry_host, registry_secret=registry_secret, insecure_registry=insecure_registry,
         kaniko_image=kaniko_image,
         build_namespace=validation.namespace(build_namespace),

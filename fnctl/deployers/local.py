@@ -1,10 +1,12 @@
 """The local target's deployer: functions as containers on the local Docker engine.
 
 State lives only in container labels, so every shell (and `docker ps`) sees
-the same services. A redeploy starts the new container beside the old one
-on the same port (the bridge listens with SO_REUSEPORT), waits until it is
-ready, then stops the old one: the URL never changes and never goes dark,
-and a failed or interrupted redeploy leaves the old version serving.
+the same services. Each service's port belongs to its gateway (gateway.py);
+revisions run confined (fnctl.confinement) on the service's own network. A
+redeploy starts the new container beside the old one, waits until it is
+ready, switches the gateway to it, then stops the old one: the URL never
+changes and never goes dark, and a failed or interrupted redeploy leaves the
+old version serving.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fnctl import config, labels, validation
+from fnctl import config, labels, resources, validation
+from fnctl.confinement import RunOptions, confined
+from fnctl.deployers import gateway
 from fnctl.deployers import local_options as options
 from fnctl.errors import DeployError, EnvironmentProblem, Interrupted, NotFoundError, WaitTimeout
 from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, Reporter, ServiceInfo
@@ -41,6 +45,7 @@ class ContainerSpec:
     image: str
     env: dict[str, str]
     labels: dict[str, str]
+    options: RunOptions
 
 
 def container_spec(release: Release, generation: int, port: int | None, created: str) -> ContainerSpec:
@@ -54,13 +59,23 @@ def container_spec(release: Release, generation: int, port: int | None, created:
         labels.SOURCE: release.prepared.origin[:250], labels.FINGERPRINT: fingerprint(release, env),
         labels.ENV_NAMES: json.dumps(list(request.env)), labels.BRIDGE: "true" if release.bridge else "false",
     }
-    runtime_env = {**env, "FNCTL_LISTEN_HOST": "127.0.0.1", "K_SERVICE": request.name,
+    # It listens on its own network (the gateway forwards to it); its port is the same everywhere.
+    runtime_env = {**env, "FNCTL_LISTEN_HOST": "0.0.0.0", "PORT": str(gateway.PORT), "K_SERVICE": request.name,
                    "K_REVISION": revision, "K_CONFIGURATION": request.name}
     if port is not None:
         state.update({labels.PORT: str(port), labels.URL: f"http://127.0.0.1:{port}"})
-        runtime_env["PORT"] = str(port)
     return ContainerSpec(f"fnctl-{revision}", revision, release.image.reference, runtime_env,
-                         {**request.labels, **state})
+                         {**request.labels, **state}, run_options(release))
+
+
+def run_options(release: Release) -> RunOptions:
+    """The revision's confinement: --memory/--cpu, else the config file's local limits."""
+    limits = config.load().local_limits
+    request = release.request
+    return confined(gateway.network(request.name), (gateway.UPSTREAM_ALIAS,),
+                    memory=resources.memory_bytes(request.memory or limits["memory"]),
+                    nano_cpus=resources.nano_cpus(request.cpu or limits["cpu"]), pids=int(limits["pids"]),
+                    root=release.prepared.template.runs_as_root)
 
 
 def run_env(request: DeployRequest) -> dict[str, str]:
@@ -79,17 +94,18 @@ def fingerprint(release: Release, env: dict[str, str]) -> str:
     parts: list = [release.image.digest or release.image.reference, sorted(env)]
     if release.request.labels:
         parts.append(sorted(release.request.labels.items()))
+    if release.request.memory or release.request.cpu:
+        parts.append([release.request.memory, release.request.cpu])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 class LocalDeployer:
     target = "local"
 
-    def __init__(self, engine: DockerEngine, *, answers: Callable[[int], bool] | None = None,
-                 bindable: Callable[[int], bool] | None = None):
+    def __init__(self, engine: DockerEngine, *, bindable: Callable[[int], bool] | None = None):
         self.engine = engine
-        # Port probes; tests with a fake engine replace them.
-        self._answers = answers or _answers
+        self.gateways = gateway.Gateways(engine)
+        # The port probe; tests with a fake engine replace it.
         self._bindable = bindable or _bindable
 
     # -- deploy -------------------------------------------------------------
@@ -113,27 +129,25 @@ class LocalDeployer:
             return DeployResult(self._info(current), unchanged=True, built=False)
 
         engine.remove(spec.name)                  # a leftover of an interrupted deploy of this revision
-        reporter.phase(DEPLOY, f"starting {spec.revision} on 127.0.0.1:{port}")
         replaced_early = False
-        if current and release.bridge and _migrate_req_off():
-            reporter.note("net.ipv4.tcp_migrate_req is 0: a connection queued on the old revision at the switch "
-                          "may be reset; `sysctl -w net.ipv4.tcp_migrate_req=1` hands them over (docs/local.md)")
-        if current and (not release.bridge or current.labels.get(labels.BRIDGE) != "true"):
-            # Without the bridge's SO_REUSEPORT the two cannot share the port: swap.
+        if current and self.gateways.find(request.name) is None and current.status == "running":
+            # A revision from before gateways holds the port itself on the host network: swap once.
             engine.stop(current.id)
             replaced_early = True
         new = None
         try:
-            new = engine.run(spec.image, spec.name, spec.env, spec.labels)
+            reporter.phase(DEPLOY, f"starting {spec.revision} behind 127.0.0.1:{port}")
+            self.gateways.ensure(request.name, port, reporter)
+            new = engine.run(spec.image, spec.name, spec.env, spec.labels, spec.options)
             if request.wait or current:
                 reporter.phase(WAIT, f"waiting for {spec.revision} to answer (timeout {request.timeout:.0f}s)")
-                self._wait_ready(new, port, release.bridge, time.monotonic() + request.timeout)
+            self._wait_ready(new, request.name, release.bridge, time.monotonic() + request.timeout)
         except KeyboardInterrupt:
-            self._undo(new, current, replaced_early)
+            self._undo(new, current, replaced_early, request.name)
             serving = f", {current.labels.get(labels.REVISION)} keeps serving" if current else ""
             raise Interrupted(f"interrupted: {spec.revision} was removed{serving}") from None
         except BaseException:
-            self._undo(new, current, replaced_early)
+            self._undo(new, current, replaced_early, request.name)
             raise
         engine.keep_running(new.id)
         if current:
@@ -146,29 +160,40 @@ class LocalDeployer:
                 engine.remove(stale.id)
         return DeployResult(self._info(engine.container(new.id) or new), built=built)
 
-    def _undo(self, new: Container | None, current: Container | None, replaced_early: bool) -> None:
+    def _undo(self, new: Container | None, current: Container | None, replaced_early: bool, name: str) -> None:
         if new is not None:
             self.engine.remove(new.id)
+        if current is None:                   # a first deploy leaves nothing: no gateway, no network
+            self.gateways.remove(name)
         if current is not None and replaced_early:
             self.engine.start(current.id)
 
-    def _wait_ready(self, container: Container, port: int, bridge: bool, deadline: float) -> None:
+    def _wait_ready(self, container: Container, service: str, bridge: bool, deadline: float) -> None:
+        """Wait until the revision is ready, then switch the gateway to it (the switch itself checks
+        that it accepts connections: for templates without the bridge, that is readiness)."""
         engine = self.engine
+        why = None
         if bridge:
             state = engine.wait_for_log(container.id, READY_MARKER, deadline)
             if state.status == "running" and READY_MARKER in engine.logs(container.id, stderr=False):
-                return
+                why = self.gateways.switch(service, container.name)
+                if why is None:
+                    return
         else:
             while True:
                 state = engine.container(container.id) or container
-                if state.status != "running" or self._answers(port) or time.monotonic() > deadline:
+                if state.status != "running":
                     break
-                time.sleep(0.05)
-            if state.status == "running" and self._answers(port):
-                return
+                why = self.gateways.switch(service, container.name)
+                if why is None:
+                    return
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
         tail = engine.logs(container.id, tail=LOG_TAIL).rstrip()
         if state.status == "running":
-            raise WaitTimeout(f"{container.name} did not become ready in time: it is running but not answering",
+            raise WaitTimeout(f"{container.name} did not become ready in time: it is running but not answering"
+                              + (f" ({why})" if why else ""),
                               "raise --timeout if the function starts slowly, or read its log below",
                               details=tail or None)
         raise DeployError(
@@ -244,11 +269,13 @@ class LocalDeployer:
         found, so there is nothing of someone else's for `force` to override."""
         validation.service_name(name)
         found = self._containers(name)
-        if not found:
+        if not found and self.gateways.find(name) is None:
             raise self._not_found(name)
+        self.gateways.remove(name)              # the port goes first: no request meets a stopping revision
         for c in found:
             self.engine.stop(c.id, timeout=5)
             self.engine.remove(c.id)
+        self.engine.remove_network(gateway.network(name))
         for tag in self.engine.images(f"fnctl/{name}"):
             self.engine.remove_image(tag)
 
@@ -280,8 +307,10 @@ class LocalDeployPlan:
         low, high = config.load().port_range
         reporter.phase(DEPLOY, f"would start {spec.revision} on a free port of 127.0.0.1:{low}-{high}")
         self.objects.append({"kind": "Container", "target": "local", "name": spec.name, "image": spec.image,
-                             "network": "host", "port": f"the first free one of {low}-{high}",
-                             "env": spec.env, "labels": spec.labels})
+                             "network": gateway.network(release.request.name),
+                             "gateway": {"name": gateway.container_name(release.request.name),
+                                         "port": f"the first free one of {low}-{high}"},
+                             "run": spec.options.to_dict(), "env": spec.env, "labels": spec.labels})
         return DeployResult(ServiceInfo(name=release.request.name, target="local", revision=spec.revision,
                                         image=spec.image, template=release.prepared.template.name,
                                         env=dict(release.request.env)))
@@ -289,15 +318,6 @@ class LocalDeployPlan:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _migrate_req_off() -> bool:
-    """Linux 5.14+ can move connections queued on a closing SO_REUSEPORT listener to its peers."""
-    try:
-        with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
-            return f.read().strip() == "0"
-    except OSError:
-        return False
 
 
 def _bindable(port: int) -> bool:
@@ -308,10 +328,3 @@ def _bindable(port: int) -> bool:
             return False
     return True
 
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False

@@ -1,10 +1,10 @@
 """The Docker engine adapter: images and containers over the `docker` SDK.
 
-Builds use the classic builder through the SDK with host networking (so a
-build can reach what the host reaches, and nothing else is set up), or the
-engine's BuildKit when a build needs secrets (buildkit.py); every container
-runs with host networking on a loopback port. Engine failures come out as
-fnctl errors; nothing here knows about services or revisions.
+Builds use the classic builder through the SDK, or the engine's BuildKit when a
+build needs secrets (buildkit.py), on the network the caller names (host or
+none). Containers run as RunOptions say: on a Docker network, confined, with a
+port published on loopback. Engine failures come out as fnctl errors; nothing
+here knows about services or revisions.
 
 `docker` is imported with this module: only a real local target imports it
 (fnctl.app.local_target), and every such command talks to the engine.
@@ -26,6 +26,7 @@ from typing import Any
 
 import docker
 
+from fnctl.confinement import RunOptions
 from fnctl.dockerengine import buildkit
 from fnctl.errors import BuildError, DeployError, EnvironmentProblem, FnctlError, Interrupted
 from fnctl.model import Reporter
@@ -114,8 +115,9 @@ class DockerEngine:
 
     def build(self, context: BuildContext, tag: str, reporter: Reporter,
               build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None,
-              secrets: dict[str, str] | None = None) -> str:
-        """Build `context` as `tag`, streaming the engine's output to the reporter; the image id.
+              secrets: dict[str, str] | None = None, network: str = "host") -> str:
+        """Build `context` as `tag` with its RUN steps on `network` (host or none), streaming the
+        engine's output to the reporter; the image id.
 
         With `secrets` (id -> value; a template with secret parameters) the engine's BuildKit
         builds it and serves them to `RUN --mount=type=secret,id=ID` steps (see buildkit.py);
@@ -126,11 +128,11 @@ class DockerEngine:
         image_id = None
         try:
             if secrets is not None:
-                stream = self._buildkit_build(context, tag, build_args or {}, labels or {}, secrets)
+                stream = self._buildkit_build(context, tag, build_args or {}, labels or {}, secrets, network)
             else:
                 stream = self._api.build(
                     fileobj=io.BytesIO(context.data), custom_context=True, encoding="gzip", tag=tag,
-                    network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+                    network_mode=network, rm=True, forcerm=True, pull=False, decode=True,
                     buildargs=build_args or {}, labels=labels or {})
             for chunk in stream:
                 if "step" in chunk:
@@ -167,7 +169,7 @@ class DockerEngine:
         return image_id
 
     def _buildkit_build(self, context: BuildContext, tag: str, build_args: dict[str, str],
-                        labels: dict[str, str], secrets: dict[str, str]) -> Iterator[dict]:
+                        labels: dict[str, str], secrets: dict[str, str], network: str) -> Iterator[dict]:
         """The engine's BuildKit build (API version 2) with a session serving `secrets`, as
         chunks shaped like the classic build's ({"stream"}, {"error"}, {"aux": {"ID"}}),
         plus {"step"} when a step starts."""
@@ -179,7 +181,7 @@ class DockerEngine:
                              "a template with secret parameters needs", "use a Docker engine 18.09 or newer "
                              "with BuildKit (the default since 23.0)")
         sock = self._api._get_raw_response_socket(upgraded)
-        params = {"t": tag, "version": "2", "session": session_id, "networkmode": "host", "rm": True,
+        params = {"t": tag, "version": "2", "session": session_id, "networkmode": network, "rm": True,
                   "forcerm": True, "buildargs": json.dumps(build_args), "labels": json.dumps(labels)}
         # What the engine sent after the upgrade may already sit in the response's buffer.
         with buildkit.SecretSession(getattr(sock, "_sock", sock), secrets, reader=upgraded.raw._fp.fp):
@@ -221,15 +223,33 @@ class DockerEngine:
             image=info["Config"].get("Image", ""), error=state.get("Error", ""),
             env=dict(item.partition("=")[::2] for item in info["Config"].get("Env") or []))
 
-    def run(self, image: str, name: str, env: dict[str, str], labels: dict[str, str]) -> Container:
-        """Start a detached container on the host network."""
+    def run(self, image: str, name: str, env: dict[str, str], labels: dict[str, str],
+            options: RunOptions | None = None) -> Container:
+        """Start a detached container (by default on the host network, as it always was)."""
+        options = options or RunOptions()
+        api = self._api
         try:
-            created = self._api.create_container(
-                image, name=name, environment=env, labels=labels, detach=True,
-                host_config=self._api.create_host_config(network_mode="host", init=False,
-                                                         log_config={"Type": "json-file",
-                                                                     "Config": {"max-size": "10m"}}))
-            self._api.start(created["Id"])
+            host_config = api.create_host_config(
+                network_mode=options.network, init=False,
+                log_config={"Type": "json-file", "Config": {"max-size": "10m"}},
+                port_bindings={options.publish[0]: ("127.0.0.1", options.publish[1])} if options.publish else None,
+                read_only=options.read_only or None, tmpfs=options.tmpfs or None,
+                cap_drop=list(options.cap_drop) or None,
+                security_opt=["no-new-privileges:true"] if options.no_new_privileges else None,
+                mem_limit=options.memory, memswap_limit=options.memory, nano_cpus=options.nano_cpus,
+                pids_limit=options.pids,
+                restart_policy={"Name": "unless-stopped"} if options.restart else None)
+            networking = None
+            if options.network != "host" and options.aliases:
+                networking = api.create_networking_config(
+                    {options.network: api.create_endpoint_config(aliases=list(options.aliases))})
+            created = api.create_container(
+                image, name=name, environment=env, labels=labels, detach=True, user=options.user,
+                ports=[options.publish[0]] if options.publish else None,
+                host_config=host_config, networking_config=networking)
+            for network in options.extra_networks:
+                api.connect_container_to_network(created["Id"], network)
+            api.start(created["Id"])
         except docker.errors.APIError as e:
             self.remove(name)
             raise DeployError(f"the Docker engine could not start {name}: {_short(e)}",
@@ -237,6 +257,35 @@ class DockerEngine:
         container = self.container(created["Id"])
         assert container is not None
         return container
+
+    def exec(self, ident: str, command: list[str]) -> tuple[int, str]:
+        """Run `command` in the running container: its exit code and output."""
+        try:
+            started = self._api.exec_create(ident, command, stdout=True, stderr=True)
+            output = self._api.exec_start(started["Id"]).decode(errors="replace")
+            return int(self._api.exec_inspect(started["Id"]).get("ExitCode") or 0), output
+        except docker.errors.APIError as e:
+            return 126, _short(e)
+
+    # -- networks -------------------------------------------------------------
+
+    def ensure_network(self, name: str, labels: dict[str, str], *, isolated: bool = False) -> None:
+        """Create network `name` unless it exists. An isolated one is internal and gives the host no
+        address on it: its containers reach each other and nothing else, whatever the engine's
+        iptables setting (internal alone is enforced by iptables rules)."""
+        if any(n["Name"] == name for n in self._api.networks(names=[name])):     # names= matches substrings
+            return
+        options = {"com.docker.network.bridge.inhibit_ipv4": "true"} if isolated else None
+        try:
+            self._api.create_network(name, driver="bridge", internal=isolated, labels=labels, options=options,
+                                     check_duplicate=True)
+        except docker.errors.APIError as e:
+            if e.status_code != 409:            # made by another deploy in the meantime
+                raise _engine_error(e) from e
+
+    def remove_network(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self._api.remove_network(name)
 
     def keep_running(self, ident: str) -> None:
         """Once a container proved itself, let the engine bring it back after a restart."""

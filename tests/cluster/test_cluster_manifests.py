@@ -72,6 +72,21 @@ def test_minimal_service_manifest_validates_and_leaves_defaults_to_knative():
     assert "annotations" not in m["spec"]["template"]["metadata"]
 
 
+def test_memory_and_cpu_are_the_containers_requests_and_limits():
+    m = knative.service_manifest(full_request(memory="256Mi", cpu="500m"), "dev", f"reg/dev/hello@{DIGEST}",
+                                 template="bash", source="./fn")
+    validate_service(m)
+    assert m["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"memory": "256Mi", "cpu": "500m"}, "limits": {"memory": "256Mi", "cpu": "500m"}}
+    only_memory = knative.service_manifest(full_request(memory="1Gi"), "dev", f"r@{DIGEST}", template="bash",
+                                           source=".")
+    validate_service(only_memory)
+    assert only_memory["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    assert "resources" not in knative.service_manifest(full_request(), "dev", f"r@{DIGEST}", template="bash",
+                                                       source=".")["spec"]["template"]["spec"]["containers"][0]
+
+
 def test_the_strict_schema_catches_a_misspelt_field():
     m = knative.service_manifest(DeployRequest(name="x", source=".", template="bash"), "default",
                                  "r/x", template="bash", source=".")

@@ -29,6 +29,10 @@ BASH = str(EXAMPLES / "bash-echo")
       "--upload-pack=touch /tmp/fnctl-pwned; git-upload-pack"], 2, "invalid --revision"),
     (["ok", "-f", BASH, "--build-template", "bash", "--build-argument", "DIRECTORY=nope"], 2,
      "DIRECTORY 'nope' does not exist"),
+    (["ok", "-f", BASH, "--build-template", "bash", "--memory", "12XB"], 2, "--memory '12XB' is not a memory quantity"),
+    (["ok", "-f", BASH, "--build-template", "bash", "--memory", "1Ki"], 2, "--memory '1Ki' is less than 6Mi"),
+    (["ok", "-f", BASH, "--build-template", "bash", "--cpu", "half"], 2, "--cpu 'half' is not a CPU quantity"),
+    (["ok", "-f", BASH, "--build-template", "bash", "--cpu", "0"], 2, "--cpu '0' is not a CPU quantity"),
 ])
 def test_bad_deploy_input(args, code, message):
     r = fnctl("deploy", "service", *args, "--local")

@@ -22,16 +22,6 @@ pytestmark = [pytest.mark.docker, needs_docker]
 
 
 
-def _migrate_req() -> str:
-    try:
-        with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
-            return f.read().strip()
-    except OSError:
-        return "absent"
-
-
-@pytest.mark.skipif(_migrate_req() != "1", reason="needs net.ipv4.tcp_migrate_req=1 (scripts/setup sets it): "
-                    "without it a connection queued on the old revision can be reset at the switch")
 def test_redeploys_never_drop_a_request(service, tmp_path):
     src = tmp_path / "fn"
     shutil.copytree(EXAMPLES / "bash-echo", src)

@@ -308,7 +308,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+# http://+:PORT: every interface, as the real host (the local target reaches it from its gateway).
+http.server.HTTPServer(("", port), H).serve_forever()
 """
 
 START_NONAPPSERVICE = """#!/bin/sh

@@ -1,0 +1,3 @@
+module fnctl.dev/gateway
+
+go 1.19
