@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fnctl import config, labels, resources, validation
+from fnctl import config, labels, resources, templates, validation
 from fnctl.confinement import RunOptions, confined
 from fnctl.deployers import gateway
 from fnctl.deployers import local_options as options
@@ -75,7 +75,8 @@ def run_options(release: Release) -> RunOptions:
     return confined(gateway.network(request.name), (gateway.UPSTREAM_ALIAS,),
                     memory=resources.memory_bytes(request.memory or limits["memory"]),
                     nano_cpus=resources.nano_cpus(request.cpu or limits["cpu"]), pids=int(limits["pids"]),
-                    root=release.prepared.template.runs_as_root)
+                    # A ready-made image runs as its own USER (as on a cluster); a template's, as 65532.
+                    root=release.prepared.template.runs_as_root or release.prepared.template is templates.READY_MADE)
 
 
 def run_env(request: DeployRequest) -> dict[str, str]:
