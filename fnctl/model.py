@@ -39,6 +39,16 @@ class DeployRequest:
     kaniko_image: str | None = None
     build_namespace: str | None = None  # where kaniko pods run; default the Service's namespace
     domain: str | None = None         # a custom domain mapped to the Service (Knative DomainMapping)
+    reset: bool = False               # a redeploy starts from the defaults, not the service's recorded settings
+
+
+@dataclass(frozen=True)
+class RecordedSettings:
+    """What a deployed service was last given, as its target recorded it: a redeploy keeps these."""
+
+    template: str | None              # the template it was built with
+    build_args: dict[str, str]        # the --build-argument values given (never a secret parameter's)
+    env: dict[str, str]               # the --env values
 
 
 @dataclass

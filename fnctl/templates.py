@@ -16,6 +16,7 @@
       dockerfile: runtime.Dockerfile   # the language's part; fnctl adds the bridge (fnctl.bridge)
       parameters: [BASE_IMAGE]
     dockerfile: Dockerfile        # the function's build; `FROM ${RUNTIME_IMAGE}` for its runtime
+    handlerFiles: [.sh]           # optional: what HANDLER's FILE part is (a missing one gets a hint)
 
 Rendering puts every resolved parameter as a global `ARG NAME="value"` line
 on top of the template's Dockerfile, so the context alone says how it was
@@ -75,6 +76,7 @@ class BuildTemplate:
     origin: str = "built-in"
     aliases: tuple[str, ...] = ()
     runtime_image: RuntimeImage | None = None
+    handler_files: tuple[str, ...] = ()   # extensions of the files HANDLER names (fnctl.handlers)
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -235,7 +237,8 @@ def parse(document: dict, files: dict[str, bytes], origin: str) -> BuildTemplate
         name=name, runtime=str(document.get("runtime", name)),
         description=str(document.get("description", "")).strip(),
         parameters=tuple(params), dockerfile=dockerfile, origin=origin,
-        aliases=tuple(document.get("aliases") or ()), runtime_image=runtime_image)
+        aliases=tuple(document.get("aliases") or ()), runtime_image=runtime_image,
+        handler_files=tuple(str(e) for e in document.get("handlerFiles") or ()))
 
 
 def _file_or_inline(doc: dict, key: str, files: dict[str, bytes], origin: str, required: bool) -> str:

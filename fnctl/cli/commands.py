@@ -63,6 +63,9 @@ def deploy() -> None:
               shell_complete=complete_build_argument,
               help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable, repeatable.")
+@click.option("--reset", is_flag=True,
+              help="Start from the template's defaults: a redeploy otherwise keeps the build arguments and "
+                   "environment the service was given before (given ones win).")
 @click.option("--revision", default=None, help="Git branch, tag or commit of a git SOURCE.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the service answers.")
 @click.option("--timeout", default="10m", show_default=True, help="How long to wait for readiness (90s, 10m, 1h).")
@@ -97,8 +100,8 @@ def deploy() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
-def deploy_service(name, source, template, build_args, env, revision, wait, timeout, ca_bundle, env_secrets, labels,
-                   annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
+def deploy_service(name, source, template, build_args, env, reset, revision, wait, timeout, ca_bundle, env_secrets,
+                   labels, annotations, concurrency, min_scale, max_scale, concurrency_target, registry_host,
                    registry_secret, insecure_registry, kaniko_image, build_namespace, domain, dry_run, quiet, local,
                    cluster, context, namespace, output):
     """Build SOURCE with a runtime template and run it as service NAME; print its URL.
@@ -111,7 +114,7 @@ def deploy_service(name, source, template, build_args, env, revision, wait, time
     request = DeployRequest(
         name=validation.service_name(name), source=source, template=template,
         build_args=validation.key_values(build_args, "--build-argument"),
-        env=validation.key_values(env, "--env"), revision=validation.revision(revision), wait=wait,
+        env=validation.key_values(env, "--env"), reset=reset, revision=validation.revision(revision), wait=wait,
         timeout=validation.duration(timeout), ca_bundle=ca_bundle, env_secrets=list(env_secrets),
         labels=validation.key_values(labels, "--label"),
         annotations=validation.key_values(annotations, "--annotation"),
@@ -267,9 +270,10 @@ FORCE_HELP = "[cluster] Delete it even if fnctl did not make it (no app.kubernet
 @target_options
 def delete_service(name, force, local, cluster, context, namespace):
     """Delete service NAME with its revisions and images."""
-    target = _target(TerminalReporter(), local, cluster, context, namespace)
-    target.delete(validation.service_name(name), force=force)
-    click.echo(f"Service {name} deleted")
+    reporter = TerminalReporter()
+    target = _target(reporter, local, cluster, context, namespace)
+    removed = target.delete(validation.service_name(name), force=force, reporter=reporter)
+    click.echo(f"Service {name} deleted" + (f": removed {', '.join(removed)}" if removed else ""))
 
 
 @delete.command("buildtemplate")

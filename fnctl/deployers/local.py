@@ -9,6 +9,7 @@ and a failed or interrupted redeploy leaves the old version serving.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -18,10 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fnctl import config, labels, validation
+from fnctl import config, labels, locks, redeploy, validation
 from fnctl.deployers import local_options as options
 from fnctl.errors import DeployError, EnvironmentProblem, Interrupted, NotFoundError, WaitTimeout
-from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, Reporter, ServiceInfo
+from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, RecordedSettings, Reporter, ServiceInfo
 from fnctl.templates import BuildTemplate
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def container_spec(release: Release, generation: int, port: int | None, created:
         labels.TEMPLATE: release.prepared.template.name, labels.CREATED: created,
         labels.SOURCE: release.prepared.origin[:250], labels.FINGERPRINT: fingerprint(release, env),
         labels.ENV_NAMES: json.dumps(list(request.env)), labels.BRIDGE: "true" if release.bridge else "false",
+        labels.BUILD_ARGS: json.dumps(redeploy.recordable(release.prepared.template, request.build_args)),
     }
     runtime_env = {**env, "FNCTL_LISTEN_HOST": "127.0.0.1", "K_SERVICE": request.name,
                    "K_REVISION": revision, "K_CONFIGURATION": request.name}
@@ -97,6 +99,16 @@ class LocalDeployer:
     def check(self, request: DeployRequest, template: BuildTemplate) -> None:
         options.check(request, template)
         self.engine.reachable()                   # fail before cloning when there is no engine
+
+    def serialize(self, name: str, reporter: Reporter):
+        return locks.service_lock(name, reporter)
+
+    def recorded(self, name: str) -> RecordedSettings | None:
+        current = self._current(name)
+        if current is None:
+            return None
+        return RecordedSettings(current.labels.get(labels.TEMPLATE),
+                                redeploy.parse(current.labels.get(labels.BUILD_ARGS)), self._env(current))
 
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         request, engine = release.request, self.engine
@@ -239,18 +251,21 @@ class LocalDeployer:
             raise self._not_found(name)
         return self.engine.log_lines(current.id, follow, "all" if tail is None else tail)
 
-    def delete(self, name: str, force: bool = False) -> None:
-        """Remove NAME's containers and images; only containers with fnctl's service label are
-        found, so there is nothing of someone else's for `force` to override."""
+    def delete(self, name: str, force: bool = False) -> list[str]:
+        """Remove NAME's containers (running or not) and images, also when no revision runs; only
+        what has fnctl's service label or repository is found, so `force` has nothing to override."""
         validation.service_name(name)
         found = self._containers(name)
-        if not found:
+        tags = self.engine.images(f"fnctl/{name}")
+        if not found and not tags:
             raise self._not_found(name)
+        removed = []
         for c in found:
             self.engine.stop(c.id, timeout=5)
             self.engine.remove(c.id)
-        for tag in self.engine.images(f"fnctl/{name}"):
-            self.engine.remove_image(tag)
+            removed.append(f"container {c.name}")
+        removed += [f"image {tag}" for tag in tags if self.engine.remove_image(tag)]
+        return removed
 
     def _not_found(self, name: str) -> NotFoundError:
         names = sorted({c.labels[labels.SERVICE] for c in self.engine.containers(labels.SERVICE)})
@@ -269,6 +284,12 @@ class LocalDeployPlan:
 
     def check(self, request: DeployRequest, template: BuildTemplate) -> None:
         options.check(request, template)
+
+    def serialize(self, name: str, reporter: Reporter):
+        return contextlib.nullcontext()       # changes nothing: nothing to keep apart
+
+    def recorded(self, name: str) -> RecordedSettings | None:
+        return None                           # planned as a first deploy
 
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         spec = container_spec(release, 1, None, _now())
