@@ -60,6 +60,9 @@ def service_lock(name: str, reporter: Reporter, scope: str = "local") -> Iterato
                                   "nothing was changed") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)   # no stale pid for the next waiter to name
     finally:
-        os.close(fd)          # releases the lock
+        os.close(fd)              # releases the lock
