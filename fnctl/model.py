@@ -40,6 +40,8 @@ class DeployRequest:
     build_namespace: str | None = None  # where kaniko pods run; default the Service's namespace
     domain: str | None = None         # a custom domain mapped to the Service (Knative DomainMapping)
     reset: bool = False               # a redeploy starts from the defaults, not the service's recorded settings
+    removed_build_args: list[str] = field(default_factory=list)   # `--build-argument NAME-`: not kept
+    removed_env: list[str] = field(default_factory=list)          # `--env NAME-`: not kept
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ def parse(recorded: str | None) -> dict[str, str]:
 
 def carry_over(request: DeployRequest, template: BuildTemplate,
                recorded: RecordedSettings | None) -> tuple[DeployRequest, str | None]:
-    """`request` with the recorded settings under the given ones, and the one line that says so."""
+    """`request` with the recorded settings under the given ones (less those removed with `NAME-`),
+    and the one line that says so."""
     if recorded is None:
         return request, None
     if request.reset:
@@ -42,8 +43,9 @@ def carry_over(request: DeployRequest, template: BuildTemplate,
     # Build arguments mean something for their template only (HANDLER differs by language).
     same_template = recorded.template in (None, template.name)
     kept_args = {k: v for k, v in recordable(template, recorded.build_args).items()
-                 if same_template and template.parameter(k) is not None and k not in request.build_args}
-    kept_env = {k: v for k, v in recorded.env.items() if k not in request.env}
+                 if same_template and template.parameter(k) is not None and k not in request.build_args
+                 and k not in request.removed_build_args}
+    kept_env = {k: v for k, v in recorded.env.items() if k not in request.env and k not in request.removed_env}
     if not kept_args and not kept_env:
         return request, None
     merged = dataclasses.replace(request, build_args={**kept_args, **request.build_args},

@@ -61,8 +61,10 @@ def deploy() -> None:
               help="Runtime build template (see `fnctl get buildtemplate`).")
 @click.option("--build-argument", "build_args", multiple=True, metavar="KEY=VALUE",
               shell_complete=complete_build_argument,
-              help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub).")
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable, repeatable.")
+              help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub); KEY- drops "
+                   "one a redeploy would keep.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="Environment variable, repeatable; KEY- drops one a redeploy would keep.")
 @click.option("--reset", is_flag=True,
               help="Start from the template's defaults: a redeploy otherwise keeps the build arguments and "
                    "environment the service was given before (given ones win).")
@@ -111,10 +113,13 @@ def deploy_service(name, source, template, build_args, env, reset, revision, wai
       fnctl deploy service hello -f https://github.com/me/fn.git --revision v2 \\
           --build-template node4 --build-argument HANDLER=handler.landingPage
     """
+    build_args, removed_build_args = validation.removals(build_args)
+    env, removed_env = validation.removals(env)
     request = DeployRequest(
         name=validation.service_name(name), source=source, template=template,
         build_args=validation.key_values(build_args, "--build-argument"),
-        env=validation.key_values(env, "--env"), reset=reset, revision=validation.revision(revision), wait=wait,
+        env=validation.key_values(env, "--env"), reset=reset, removed_build_args=removed_build_args,
+        removed_env=removed_env, revision=validation.revision(revision), wait=wait,
         timeout=validation.duration(timeout), ca_bundle=ca_bundle, env_secrets=list(env_secrets),
         labels=validation.key_values(labels, "--label"),
         annotations=validation.key_values(annotations, "--annotation"),

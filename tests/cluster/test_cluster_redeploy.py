@@ -53,6 +53,9 @@ def test_redeploy_keeps_build_arguments_and_env_and_says_so(fake, greet_dir):
     assert json.loads(fake.get(KSVC, "hello")["metadata"]["annotations"]["fnctl.dev/build-args"]) == \
         {"EVENT": "API_GATEWAY", "HANDLER": "greet.greet"}
     assert any("keeping the build arguments HANDLER=greet.greet and environment WHO" in n for n in rec.notes)
+    # NAME- drops one.
+    cluster_target().deploy(request(greet_dir, removed_env=["LANG"]), Recorder())
+    assert container(fake)["env"] == [{"name": "WHO", "value": "a"}]
 
 
 def test_reset_starts_from_the_defaults(fake, greet_dir):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fnctl import handlers, locks, redeploy, templates
+from fnctl import handlers, locks, redeploy, templates, validation
 from fnctl.errors import UsageError
 from fnctl.model import DeployRequest, RecordedSettings
 from fnctl.source.context import ContextFile
@@ -80,6 +80,11 @@ def test_recorded_settings_merge_under_the_given_ones():
     # Another template: its build arguments mean something else there; the environment stays.
     merged, note = redeploy.carry_over(request, bash, RecordedSettings("python", {"HANDLER": "app.main"}, {"A": "1"}))
     assert merged.build_args == {"EVENT": "API_GATEWAY"} and merged.env == {"A": "1", "B": "new"}
+    # NAME- drops a recorded value, as `kn service update --env NAME-` does.
+    dropping = DeployRequest("hello", ".", "bash", removed_env=["A"], removed_build_args=["HANDLER"])
+    merged, note = redeploy.carry_over(dropping, bash, recorded)
+    assert merged.build_args == {"EVENT": ""} and merged.env == {"B": "old"}
+    assert validation.removals(["A=1", "B-", "C=x-", "-"]) == (["A=1", "C=x-", "-"], ["B"])
     reset = DeployRequest("hello", ".", "bash", reset=True)
     merged, note = redeploy.carry_over(reset, bash, recorded)
     assert merged == reset and note.startswith("--reset:")
