@@ -178,7 +178,7 @@ def test_a_redeploy_keeps_its_build_arguments_and_env_until_reset(service, tmp_p
               "--build-argument", "HANDLER=greet.greet", "--env", "WHO=world")
     assert r.code == 0, r
     url = json.loads(r.out)["url"]
-    (src / "greet.sh").write_text('greet () {\n  echo "hi $WHO $1"\n}\n')
+    (src / "greet.sh").write_text('greet () {\n  echo "hi ${WHO:-nobody} $1"\n}\n')
     r = fnctl("deploy", "service", service, "-f", str(src), "--build-template", "bash", "--local", "-o", "json")
     assert r.code == 0, r
     assert ("keeping the build arguments HANDLER=greet.greet and environment WHO of the deployed "
@@ -194,13 +194,13 @@ def test_a_redeploy_keeps_its_build_arguments_and_env_until_reset(service, tmp_p
     r = fnctl("deploy", "service", service, "-f", str(src), "--build-template", "bash", "--local", "--env", "WHO-",
               "-o", "json")
     assert r.code == 0, r
-    assert json.loads(r.out)["env"] == {} and http(url, b"x")[1].decode().strip() == "hi  x"
+    assert json.loads(r.out)["env"] == {} and http(url, b"x")[1].decode().strip() == "hi nobody x"
     # --reset: the default HANDLER (function.handler) has no file, and the error names the one that works.
     r = fnctl("deploy", "service", service, "-f", str(src), "--build-template", "bash", "--local", "--reset")
     assert r.code == 2, r
     assert "the source has no function.sh for the default HANDLER=function.handler" in r.err
     assert "Hint: deploy with --build-argument HANDLER=greet.greet" in r.err
-    assert http(url, b"x")[1].decode().strip() == "hi  x", "the failed deploy changed nothing"
+    assert http(url, b"x")[1].decode().strip() == "hi nobody x", "the failed deploy changed nothing"
     (src / "function.sh").write_text('handler () {\n  echo "default ${WHO:-nobody} $1"\n}\n')
     r = fnctl("deploy", "service", service, "-f", str(src), "--build-template", "bash", "--local", "--reset",
               "-o", "json")
