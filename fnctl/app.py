@@ -35,8 +35,8 @@ class Target:
     def describe(self, name: str) -> ServiceInfo:
         return self.deployer.describe(name)
 
-    def delete(self, name: str, force: bool = False) -> None:
-        self.deployer.delete(name, force)
+    def delete(self, name: str, force: bool = False, reporter: Reporter | None = None) -> list[str]:
+        return pipeline.delete(name, self.deployer, reporter or pipeline.Silent(), force)
 
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         return self.deployer.logs(name, follow, tail)

@@ -8,15 +8,17 @@ fails, or time runs out.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 
 from fnctl import labels, resources
 from fnctl.errors import DeployError, FnctlError, WaitTimeout
 from fnctl.kube.client import KSERVICES, PODS, REVISIONS, Kube
-from fnctl.kube.errors import Conflict
+from fnctl.kube.errors import Conflict, NotFound
 from fnctl.model import DeployRequest, ServiceInfo
 
 API_VERSION = "serving.knative.dev/v1"
@@ -53,7 +55,8 @@ IMAGE_USER_KEYS = ("runAsNonRoot", "runAsUser", "runAsGroup")
 
 
 def service_manifest(request: DeployRequest, namespace: str, image: str, *, template: str,
-                     source: str, context_digest: str | None = None, image_user: bool = False) -> dict:
+                     source: str, context_digest: str | None = None, image_user: bool = False,
+                     build_args: dict[str, str] | None = None) -> dict:
     """The Service for `request`, running `image` (by digest) on port 8080; `image_user`: as the
     image's own user (a ready-made image), else as FUNCTION_USER."""
     service_labels = {**request.labels, **labels.MANAGED_BY, labels.SERVICE: request.name}
@@ -62,6 +65,7 @@ def service_manifest(request: DeployRequest, namespace: str, image: str, *, temp
                    labels.TEMPLATE: template, labels.SOURCE: source}
     if context_digest:
         annotations[labels.CONTEXT] = context_digest
+    annotations[labels.BUILD_ARGS] = json.dumps(build_args or {}, sort_keys=True)
     revision_annotations = dict(request.annotations)
     if request.min_scale is not None:
         revision_annotations[MIN_SCALE] = str(request.min_scale)
@@ -131,10 +135,12 @@ def service_info(obj: dict) -> ServiceInfo:
 
 # -- deploying ----------------------------------------------------------------
 
-def apply(kube: Kube, manifest: dict) -> tuple[dict, dict | None]:
+def apply(kube: Kube, manifest: dict, on_conflict: Callable[[str], None] | None = None) -> tuple[dict, dict | None]:
     """Create the Service, or replace an existing one's spec (a new revision).
 
-    (the object now, the object it replaced or None when it was created).
+    (the object now, the object it replaced or None when it was created). The update carries
+    the resourceVersion it read: when another deploy (or delete) got in between, the API server
+    answers 409 Conflict (404 when deleted) and the Service is read again; `on_conflict` hears why.
     """
     name = manifest["metadata"]["name"]
     last_conflict: Conflict | None = None
@@ -145,13 +151,23 @@ def apply(kube: Kube, manifest: dict) -> tuple[dict, dict | None]:
                 return kube.create(KSERVICES, manifest), None
             except Conflict as e:
                 last_conflict = e          # someone created it meanwhile: update instead
+                if on_conflict:
+                    on_conflict(f"{name} was created by someone else meanwhile; updating it instead")
                 continue
         body = updated(current, manifest)
         try:
             return kube.replace(KSERVICES, body), current
         except Conflict as e:
             last_conflict = e              # changed since we read it: read again
-    assert last_conflict is not None
+            if on_conflict:
+                on_conflict(f"{name} was changed by someone else since fnctl read it (resourceVersion "
+                            f"{(current.get('metadata') or {}).get('resourceVersion')}); reading it again")
+        except NotFound:
+            if on_conflict:                # deleted since we read it: create it again
+                on_conflict(f"{name} was deleted by someone else since fnctl read it; creating it again")
+    if last_conflict is None:
+        raise DeployError(f"service {name!r} kept being deleted while fnctl updated it",
+                          "someone else is deleting it at the same time; retry")
     raise DeployError(f"service {name!r} kept changing while fnctl updated it: {last_conflict.message}",
                       "someone else is updating it at the same time; retry")
 

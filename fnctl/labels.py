@@ -14,6 +14,7 @@ MANIFEST = "fnctl.dev/manifest-service"       # the serverless.yaml `service` a 
 TEMPLATE = "fnctl.dev/template"
 SOURCE = "fnctl.dev/source"                   # the source as given, with @commit for git
 CONTEXT = "fnctl.dev/context"                 # digest of the function's build context
+BUILD_ARGS = "fnctl.dev/build-args"           # the --build-argument values given, as JSON (never secret ones)
 
 # The local target keeps a service's whole state on its containers.
 PORT = "fnctl.dev/port"

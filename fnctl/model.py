@@ -42,6 +42,18 @@ class DeployRequest:
     build_namespace: str | None = None  # where kaniko pods run; default the Service's namespace
     domain: str | None = None         # a custom domain mapped to the Service (Knative DomainMapping)
     image: str | None = None          # a ready-made image to run as it is, instead of a build
+    reset: bool = False               # a redeploy starts from the defaults, not the service's recorded settings
+    removed_build_args: list[str] = field(default_factory=list)   # `--build-argument NAME-`: not kept
+    removed_env: list[str] = field(default_factory=list)          # `--env NAME-`: not kept
+
+
+@dataclass(frozen=True)
+class RecordedSettings:
+    """What a deployed service was last given, as its target recorded it: a redeploy keeps these."""
+
+    template: str | None              # the template it was built with
+    build_args: dict[str, str]        # the --build-argument values given (never a secret parameter's)
+    env: dict[str, str]               # the --env values
 
 
 @dataclass

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from fnctl import config, source, templates, validation
+from fnctl import config, handlers, redeploy, source, templates, validation
 from fnctl.errors import Interrupted
-from fnctl.model import PHASES, SOURCE, BuiltImage, DeployRequest, DeployResult, Reporter, ServiceInfo
+from fnctl.model import PHASES, SOURCE, BuiltImage, DeployRequest, DeployResult, RecordedSettings, Reporter, ServiceInfo
 from fnctl.redact import redact
 from fnctl.source import size
 from fnctl.source.context import BuildContext, ContextFile, make_context
@@ -82,12 +83,22 @@ class Builder(Protocol):
         """The function's image (phase `build`) FROM `runtime_image`: a cached one for an unchanged
         context (prepared.function_context), else built."""
 
+    def discard(self, image: BuiltImage, reporter: Reporter) -> None:
+        """A deploy that built `image` failed: remove the image unless something uses it."""
+
 
 class Deployer(Protocol):
     target: str                            # "local" or "cluster"
 
     def check(self, request: DeployRequest, template: BuildTemplate) -> None:
         """Before any source is read: the target is there and every option given applies to it."""
+
+    def serialize(self, name: str, reporter: Reporter) -> AbstractContextManager:
+        """Held around a deploy or delete of `name`: one at a time where the target needs a lock
+        (the local engine); a cluster keeps them apart by resourceVersion instead."""
+
+    def recorded(self, name: str) -> RecordedSettings | None:
+        """The settings the deployed service `name` was given, or None for a new name."""
 
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         """Run the release (phases `deploy`, then `wait`); what was there keeps serving on failure."""
@@ -96,8 +107,9 @@ class Deployer(Protocol):
 
     def describe(self, name: str) -> ServiceInfo: ...
 
-    def delete(self, name: str, force: bool = False) -> None:
-        """Remove the service and what fnctl made for it; `force`: even what fnctl did not make."""
+    def delete(self, name: str, force: bool = False) -> list[str]:
+        """Remove the service and what fnctl made for it; `force`: even what fnctl did not make.
+        What was removed, e.g. ["container fnctl-hello-00002", "image fnctl/hello:0123abcd4567"]."""
 
     def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
 
@@ -110,25 +122,47 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
     validation.service_name(request.name)
     clock = PhaseClock(reporter)
     try:
-        if request.image:
-            deployer.check(request, templates.READY_MADE)
-            clock.phase(SOURCE, f"ready-made image {request.image}, nothing to build")
-            prepared = ready_made(request)
-        else:
-            template = templates.find(request.template, builder.templates(clock))
-            deployer.check(request, template)
-            clock.phase(SOURCE, redact(request.source))
-            prepared = prepare(request, template, builder.image_config)
-            line, warning = size.report(prepared.files, config.load().build.context_warning)
-            clock.note(warning or line)          # a remark, not build output: shown with -q too
+        template = templates.READY_MADE if request.image else templates.find(request.template,
+                                                                              builder.templates(clock))
+        deployer.check(request, template)
     except KeyboardInterrupt:
         # Builders and deployers answer Ctrl-C themselves (undo, cleanup); before them nothing was made.
         raise Interrupted(f"interrupted before {request.name} was built; nothing was changed") from None
-    runtime_image = builder.runtime_image(prepared, clock)
-    image = builder.function_image(prepared, runtime_image, clock)
-    result = deployer.roll_out(Release(prepared, image), clock)
+    # One deploy or delete of a name at a time, from reading what runs to rolling out: whatever
+    # order they finish in, the last one serves and each reports what it did.
+    with deployer.serialize(request.name, clock):
+        try:
+            request, kept = redeploy.carry_over(request, template, deployer.recorded(request.name))
+            if kept:
+                clock.note(kept)
+            if request.image:
+                clock.phase(SOURCE, f"ready-made image {request.image}, nothing to build")
+                prepared = ready_made(request)
+            else:
+                clock.phase(SOURCE, redact(request.source))
+                prepared = prepare(request, template, builder.image_config)
+                line, warning = size.report(prepared.files, config.load().build.context_warning)
+                clock.note(warning or line)          # a remark, not build output: shown with -q too
+        except KeyboardInterrupt:
+            # Builders and deployers answer Ctrl-C themselves (undo, cleanup); before them nothing was made.
+            raise Interrupted(f"interrupted before {request.name} was built; nothing was changed") from None
+        runtime_image = builder.runtime_image(prepared, clock)
+        image = builder.function_image(prepared, runtime_image, clock)
+        try:
+            result = deployer.roll_out(Release(prepared, image), clock)
+        except BaseException:
+            if not image.cached:         # nothing half-made: the image this deploy built goes too
+                builder.discard(image, clock)
+            raise
     result.phases = clock.stop()
     return result
+
+
+def delete(name: str, deployer: Deployer, reporter: Reporter, force: bool = False) -> list[str]:
+    """Remove service `name`, waiting for a deploy of it in progress; what was removed."""
+    validation.service_name(name)
+    with deployer.serialize(name, reporter):
+        return deployer.delete(name, force)
 
 
 def prepare(request: DeployRequest, template: BuildTemplate, cfg: config.Config | None = None) -> Prepared:
@@ -144,6 +178,7 @@ def prepare(request: DeployRequest, template: BuildTemplate, cfg: config.Config 
         values = template.resolve(request.build_args, tree.file, cfg=cfg, ca_bundle=request.ca_bundle)
         # A single file's folder is the source (as tm did); DIRECTORY picks a folder of it.
         files = tuple(source.package(source.subfolder(tree, values.get("DIRECTORY", "."))))
+        handlers.check(template, request.build_args, values, files, tree.file)
         origin = f"{tree.origin}@{tree.commit}" if tree.commit else tree.origin
     return Prepared(request, template, values, template.runtime_context(values), files, origin)
 
@@ -155,6 +190,19 @@ def ready_made(request: DeployRequest) -> Prepared:
     assert request.image
     return Prepared(request, templates.READY_MADE, {}, None,
                     (ContextFile("image", request.image.encode()),), request.image)
+
+
+class Silent:
+    """A Reporter that drops everything (callers with nowhere to show progress)."""
+
+    def phase(self, name: str, detail: str = "") -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
 
 
 class PhaseClock:

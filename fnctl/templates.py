@@ -18,6 +18,7 @@
       dockerfile: runtime.Dockerfile   # the language's part; fnctl adds the bridge (fnctl.bridge)
       parameters: [BASE_IMAGE]
     dockerfile: Dockerfile        # the function's build; `FROM ${RUNTIME_IMAGE}` for its runtime
+    handlerFiles: [.sh]           # optional: what HANDLER's FILE part is (a missing one gets a hint)
 
 Rendering puts every resolved parameter as a global `ARG NAME="value"` line
 on top of the template's Dockerfile, so the context alone says how it was
@@ -79,6 +80,7 @@ class BuildTemplate:
     runtime_image: RuntimeImage | None = None
     build_network: str = "none"    # where local builds' RUN steps run: none, or host for downloads
     runs_as_root: bool = False      # locally: uid 0 instead of 65532 (still without capabilities)
+    handler_files: tuple[str, ...] = ()   # extensions of the files HANDLER names (fnctl.handlers)
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -251,7 +253,8 @@ def parse(document: dict, files: dict[str, bytes], origin: str) -> BuildTemplate
         description=str(document.get("description", "")).strip(),
         parameters=tuple(params), dockerfile=dockerfile, origin=origin,
         aliases=tuple(document.get("aliases") or ()), runtime_image=runtime_image, build_network=build_network,
-        runs_as_root=document.get("runAsRoot") is True)
+        runs_as_root=document.get("runAsRoot") is True,
+        handler_files=tuple(str(e) for e in document.get("handlerFiles") or ()))
 
 
 def _file_or_inline(doc: dict, key: str, files: dict[str, bytes], origin: str, required: bool) -> str:

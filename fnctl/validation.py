@@ -55,6 +55,17 @@ def revision(value: str | None) -> str | None:
     return value
 
 
+def removals(pairs: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(the K=V pairs, the names given as `NAME-`): a redeploy drops those, as `kn service update` does."""
+    given, removed = [], []
+    for pair in pairs:
+        if "=" not in pair and len(pair) > 1 and pair.endswith("-"):
+            removed.append(pair[:-1])
+        else:
+            given.append(pair)
+    return given, removed
+
+
 def key_values(pairs: Iterable[str], option: str) -> dict[str, str]:
     """Parse repeated K=V options, keeping the order given."""
     result: dict[str, str] = {}

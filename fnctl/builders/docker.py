@@ -43,6 +43,9 @@ class _LocalImages:
     def templates(self, reporter: Reporter) -> dict[str, BuildTemplate]:
         return {}
 
+    def discard(self, image: BuiltImage, reporter: Reporter) -> None:
+        pass
+
 
 class DockerBuilder(_LocalImages):
     """Builds with the engine's classic builder."""
@@ -50,6 +53,11 @@ class DockerBuilder(_LocalImages):
     def __init__(self, engine: DockerEngine, image_config: config.Config | None = None):
         super().__init__(image_config)
         self.engine = engine
+
+    def discard(self, image: BuiltImage, reporter: Reporter) -> None:
+        """The engine refuses to remove an image a container uses: only an unused one goes."""
+        if self.engine.remove_image(image.reference):
+            reporter.note(f"removed {image.reference}, built by this failed deploy")
 
     def runtime_image(self, prepared: Prepared, reporter: Reporter) -> str | None:
         tag = runtime_tag(prepared)

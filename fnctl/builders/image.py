@@ -42,6 +42,9 @@ class _NoBuild:
     def runtime_image(self, prepared: Prepared, reporter: Reporter) -> str | None:
         return None
 
+    def discard(self, image: BuiltImage, reporter: Reporter) -> None:
+        """Nothing: the image is the user's, never fnctl's to remove (even after a failed deploy)."""
+
 
 class EngineImage(_NoBuild):
     """The local target: the engine's image, pulled when it has none by that reference."""

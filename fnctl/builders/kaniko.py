@@ -141,6 +141,10 @@ class KanikoBuilder:
         runtime_image = self.runtime_image(prepared, reporter, rebuild=True)
         return self._build_function(prepared, runtime_image, pods, reporter)
 
+    def discard(self, image: BuiltImage, reporter: Reporter) -> None:
+        """Pushed images stay: many registries refuse deletes (the distribution API makes them
+        optional), and a registry's garbage collection removes unreferenced ones."""
+
     def _build_function(self, prepared: Prepared, runtime_image: str | None, pods: BuildPods,
                         reporter: Reporter) -> BuiltImage:
         context = prepared.function_context(runtime_image)
@@ -179,6 +183,9 @@ class KanikoBuildPlan:
             shown = secret_manifest(spec, namespace)
             shown["data"] = dict.fromkeys(spec.secrets, "")      # what it would create, without the values
             self.objects.append(shown)
+
+    def discard(self, image: BuiltImage, reporter: Reporter) -> None:
+        pass
 
     def runtime_image(self, prepared: Prepared, reporter: Reporter) -> str | None:
         context = prepared.runtime_context

@@ -80,8 +80,13 @@ def deploy(ctx, **options) -> None:
               help="SOURCE is a ready-made image (e.g. a bare `nginx`): run it with its own entrypoint, PORT set.")
 @click.option("--build-argument", "build_args", multiple=True, metavar="KEY=VALUE",
               shell_complete=complete_build_argument,
-              help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub).")
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable, repeatable.")
+              help="Template parameter, repeatable (e.g. HANDLER=handler.landingPage, DIRECTORY=sub); KEY- drops "
+                   "one a redeploy would keep.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="Environment variable, repeatable; KEY- drops one a redeploy would keep.")
+@click.option("--reset", is_flag=True,
+              help="Start from the template's defaults: a redeploy otherwise keeps the build arguments and "
+                   "environment the service was given before (given ones win).")
 @click.option("--revision", default=None, help="Git branch, tag or commit of a git SOURCE.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the service answers.")
 @click.option("--timeout", default="10m", show_default=True, help="How long to wait for readiness (90s, 10m, 1h).")
@@ -121,8 +126,8 @@ def deploy(ctx, **options) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Hide build logs (phases still show).")
 @target_options
 @output_option("url")
-def deploy_service(name, source, template, force_image, build_args, env, revision, wait, timeout, ca_bundle,
-                   env_secrets, labels, annotations, concurrency, memory, cpu, min_scale, max_scale,
+def deploy_service(name, source, template, force_image, build_args, env, reset, revision, wait, timeout,
+                   ca_bundle, env_secrets, labels, annotations, concurrency, memory, cpu, min_scale, max_scale,
                    concurrency_target, registry_host, registry_secret, insecure_registry, kaniko_image,
                    build_namespace, domain, dry_run, quiet, local, cluster, context, namespace, output):
     """Build SOURCE with a runtime template and run it as service NAME, or run a ready-made IMAGE;
@@ -135,10 +140,13 @@ def deploy_service(name, source, template, force_image, build_args, env, revisio
           --build-template node4 --build-argument HANDLER=handler.landingPage
     """
     source, template, image = validation.source_or_image(source, template, force_image)
+    build_args, removed_build_args = validation.removals(build_args)
+    env, removed_env = validation.removals(env)
     request = DeployRequest(
         name=validation.service_name(name), source=source, template=template, image=image,
         build_args=validation.key_values(build_args, "--build-argument"),
-        env=validation.key_values(env, "--env"), revision=validation.revision(revision), wait=wait,
+        env=validation.key_values(env, "--env"), reset=reset, removed_build_args=removed_build_args,
+        removed_env=removed_env, revision=validation.revision(revision), wait=wait,
         timeout=validation.duration(timeout), ca_bundle=ca_bundle, env_secrets=list(env_secrets),
         labels=validation.key_values(labels, "--label"),
         annotations=validation.key_values(annotations, "--annotation"),
@@ -303,9 +311,10 @@ FORCE_HELP = "[cluster] Delete it even if fnctl did not make it (no app.kubernet
 @target_options
 def delete_service(name, force, local, cluster, context, namespace):
     """Delete service NAME with its revisions and images."""
-    target = _target(TerminalReporter(), local, cluster, context, namespace)
-    target.delete(validation.service_name(name), force=force)
-    click.echo(f"Service {name} deleted")
+    reporter = TerminalReporter()
+    target = _target(reporter, local, cluster, context, namespace)
+    removed = target.delete(validation.service_name(name), force=force, reporter=reporter)
+    click.echo(f"Service {name} deleted" + (f": removed {', '.join(removed)}" if removed else ""))
 
 
 @delete.command("buildtemplate")

@@ -103,12 +103,14 @@ class Gateways:
         code, output = self.engine.exec(container_name(service), ["/gateway", "switch", f"{revision}:{PORT}"])
         return None if code == 0 else (output.strip() or f"exit status {code}")
 
-    def remove(self, service: str) -> None:
+    def remove(self, service: str) -> bool:
+        """Stop and remove `service`'s gateway and its network; whether there was a gateway."""
         found = self.find(service)
         if found is not None:
             self.engine.stop(found.id, timeout=5)
             self.engine.remove(found.id)
         self.engine.remove_network(network(service))
+        return found is not None
 
     def _image(self, reporter: Reporter) -> str:
         context = image_context()

@@ -7,15 +7,16 @@ keeps the previous revision serving until the new one is ready.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fnctl import domains, knative, labels, registryauth, templates, validation
+from fnctl import domains, knative, labels, redeploy, registryauth, templates, validation
 from fnctl.cluster import Cluster
 from fnctl.errors import Interrupted, NotFoundError, UsageError
 from fnctl.kube.client import CONFIGMAPS, KSERVICES, PODS
-from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, Reporter, ServiceInfo
+from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, RecordedSettings, Reporter, ServiceInfo
 from fnctl.templates import BuildTemplate
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ def manifest(release: Release, namespace: str) -> dict:
     return knative.service_manifest(request, namespace, release.image.reference,
                                     template=release.prepared.template.name, source=release.prepared.origin,
                                     context_digest=release.context.digest,
-                                    image_user=release.prepared.template is templates.READY_MADE)
+                                    image_user=release.prepared.template is templates.READY_MADE,
+                                    build_args=redeploy.recordable(release.prepared.template,
+                                                                   release.request.build_args))
 
 
 class KnativeDeployer:
@@ -41,12 +44,20 @@ class KnativeDeployer:
         if request.domain:
             domains.check_served(kube)
 
+    def serialize(self, name: str, reporter: Reporter):
+        # Deploys from any machine meet only in the API server: an update carries the
+        # resourceVersion it read, and a 409 Conflict means read again (fnctl.knative.apply).
+        return contextlib.nullcontext()
+
+    def recorded(self, name: str) -> RecordedSettings | None:
+        return recorded_settings(self.cluster.knative().get(KSERVICES, name))
+
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         request = release.request
         kube = self.cluster.knative()
         try:
             reporter.phase(DEPLOY, f"Knative Service {request.name} in namespace {kube.namespace}")
-            obj, before = knative.apply(kube, manifest(release, kube.namespace))
+            obj, before = knative.apply(kube, manifest(release, kube.namespace), on_conflict=reporter.note)
             if request.domain:
                 domains.apply(kube, request.domain, request.name)
             generation = (obj.get("metadata") or {}).get("generation")
@@ -55,6 +66,10 @@ class KnativeDeployer:
             if request.wait:
                 reporter.phase(WAIT, f"for {request.name} to be ready (timeout {request.timeout:g}s)")
                 obj = knative.wait_ready(kube, request.name, generation, request.timeout)
+                now = (obj.get("metadata") or {}).get("generation")
+                if generation is not None and now is not None and now > generation:
+                    reporter.note(f"{request.name} was updated again by someone else while this deploy waited "
+                                  f"(generation {now}, this deploy's was {generation}): that update serves now")
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted while deploying {request.name}; a Service update already sent "
                               "goes on in the cluster",
@@ -91,21 +106,26 @@ class KnativeDeployer:
             f"use `kubectl logs -n {self.cluster.namespace} -l serving.knative.dev/service={name} "
             f"-c user-container{' -f' if follow else ''}`")
 
-    def delete(self, name: str, force: bool = False) -> None:
+    def delete(self, name: str, force: bool = False) -> list[str]:
         """Delete the Service and any build pods or ConfigMaps of it left behind.
 
         A Service that fnctl did not make (no managed-by label) is left alone unless `force`.
         """
         validation.service_name(name)
         kube = self.cluster.knative()
-        found = self.cluster.delete_ours(KSERVICES, name, f"service {name!r}", force)
-        leftovers = domains.delete_of_service(kube, name)
+        removed = []
+        if self.cluster.delete_ours(KSERVICES, name, f"service {name!r}", force):
+            removed.append(f"Knative Service {name}")
+        mappings = domains.delete_of_service(kube, name)
+        if mappings:
+            removed.append("its DomainMapping" if mappings == 1 else f"its {mappings} DomainMappings")
         for res in (PODS, CONFIGMAPS):
             for item in kube.list(res, label_selector=labels.service_selector(name)).get("items") or []:
-                kube.delete(res, item["metadata"]["name"])
-                leftovers += 1
-        if not found and not leftovers:
+                if kube.delete(res, item["metadata"]["name"]):
+                    removed.append(f"{res.kind} {item['metadata']['name']}")
+        if not removed:
             raise self._not_found(name)
+        return removed
 
     def labelled(self, key: str, value: str) -> list[str]:
         """The Services fnctl made that carry the label key=value (e.g. their manifest's service)."""
@@ -115,6 +135,16 @@ class KnativeDeployer:
     def _not_found(self, name: str) -> NotFoundError:
         return NotFoundError(f"service {name!r} not found in namespace {self.cluster.namespace}",
                              "`fnctl get service` lists the services")
+
+
+def recorded_settings(service: dict | None) -> RecordedSettings | None:
+    """What the Service was given: its build-args annotation and its container's plain env values."""
+    if service is None:
+        return None
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    containers = (((service.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    env = {e["name"]: e["value"] for e in containers[0].get("env") or [] if "name" in e and "value" in e}
+    return RecordedSettings(annotations.get(labels.TEMPLATE), redeploy.parse(annotations.get(labels.BUILD_ARGS)), env)
 
 
 class KnativeDeployPlan:
@@ -128,6 +158,12 @@ class KnativeDeployPlan:
 
     def check(self, request: DeployRequest, template: BuildTemplate) -> None:
         pass
+
+    def serialize(self, name: str, reporter: Reporter):
+        return contextlib.nullcontext()
+
+    def recorded(self, name: str) -> RecordedSettings | None:
+        return None                     # planned as a first deploy, with no API call
 
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         namespace = self.cluster.namespace

@@ -11,6 +11,7 @@ old version serving.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -20,12 +21,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fnctl import config, labels, resources, templates, validation
+from fnctl import config, labels, locks, redeploy, resources, templates, validation
 from fnctl.confinement import RunOptions, confined
 from fnctl.deployers import gateway
 from fnctl.deployers import local_options as options
 from fnctl.errors import DeployError, EnvironmentProblem, Interrupted, NotFoundError, WaitTimeout
-from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, Reporter, ServiceInfo
+from fnctl.model import DEPLOY, WAIT, DeployRequest, DeployResult, RecordedSettings, Reporter, ServiceInfo
 from fnctl.templates import BuildTemplate
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def container_spec(release: Release, generation: int, port: int | None, created:
         labels.TEMPLATE: release.prepared.template.name, labels.CREATED: created,
         labels.SOURCE: release.prepared.origin[:250], labels.FINGERPRINT: fingerprint(release, env),
         labels.ENV_NAMES: json.dumps(list(request.env)), labels.BRIDGE: "true" if release.bridge else "false",
+        labels.BUILD_ARGS: json.dumps(redeploy.recordable(release.prepared.template, request.build_args)),
     }
     # It listens on its own network (the gateway forwards to it); its port is the same everywhere.
     runtime_env = {**env, "FNCTL_LISTEN_HOST": "0.0.0.0", "PORT": str(gateway.PORT), "K_SERVICE": request.name,
@@ -114,6 +116,16 @@ class LocalDeployer:
     def check(self, request: DeployRequest, template: BuildTemplate) -> None:
         options.check(request, template)
         self.engine.reachable()                   # fail before cloning when there is no engine
+
+    def serialize(self, name: str, reporter: Reporter):
+        return locks.service_lock(name, reporter)
+
+    def recorded(self, name: str) -> RecordedSettings | None:
+        current = self._current(name)
+        if current is None:
+            return None
+        return RecordedSettings(current.labels.get(labels.TEMPLATE),
+                                redeploy.parse(current.labels.get(labels.BUILD_ARGS)), self._env(current))
 
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         request, engine = release.request, self.engine
@@ -265,20 +277,24 @@ class LocalDeployer:
             raise self._not_found(name)
         return self.engine.log_lines(current.id, follow, "all" if tail is None else tail)
 
-    def delete(self, name: str, force: bool = False) -> None:
-        """Remove NAME's containers and images; only containers with fnctl's service label are
-        found, so there is nothing of someone else's for `force` to override."""
+    def delete(self, name: str, force: bool = False) -> list[str]:
+        """Remove NAME's containers (running or not) and images, also when no revision runs; only
+        what has fnctl's service label or repository is found, so `force` has nothing to override."""
         validation.service_name(name)
         found = self._containers(name)
-        if not found and self.gateways.find(name) is None:
+        tags = self.engine.images(f"fnctl/{name}")
+        if not found and not tags and self.gateways.find(name) is None:
             raise self._not_found(name)
-        self.gateways.remove(name)              # the port goes first: no request meets a stopping revision
+        removed = []
+        if self.gateways.remove(name):          # the port goes first: no request meets a stopping revision
+            removed.append(f"gateway {gateway.container_name(name)}")
         for c in found:
             self.engine.stop(c.id, timeout=5)
             self.engine.remove(c.id)
+            removed.append(f"container {c.name}")
         self.engine.remove_network(gateway.network(name))
-        for tag in self.engine.images(f"fnctl/{name}"):
-            self.engine.remove_image(tag)
+        removed += [f"image {tag}" for tag in tags if self.engine.remove_image(tag)]
+        return removed
 
     def labelled(self, key: str, value: str) -> list[str]:
         """The services whose containers carry the label key=value (e.g. their manifest's service)."""
@@ -302,6 +318,12 @@ class LocalDeployPlan:
 
     def check(self, request: DeployRequest, template: BuildTemplate) -> None:
         options.check(request, template)
+
+    def serialize(self, name: str, reporter: Reporter):
+        return contextlib.nullcontext()       # changes nothing: nothing to keep apart
+
+    def recorded(self, name: str) -> RecordedSettings | None:
+        return None                           # planned as a first deploy
 
     def roll_out(self, release: Release, reporter: Reporter) -> DeployResult:
         spec = container_spec(release, 1, None, _now())

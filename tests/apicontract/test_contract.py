@@ -148,3 +148,45 @@ def test_pod_security_restricted_refuses_a_root_pod(api):
     assert message.startswith('pods "root" is forbidden: violates PodSecurity "restricted:latest": ')
     assert 'allowPrivilegeEscalation != false (container "kaniko" must set' in message
     assert "runAsNonRoot != true" in message
+
+
+def test_fnctl_update_reads_again_after_a_conflict_or_a_delete(api):
+    """fnctl.knative.apply updates with the resourceVersion it read: another writer between its read and
+    its update gets a 409 Conflict (a delete a 404), and fnctl reads again instead of overwriting blindly."""
+    from fnctl import knative
+    from fnctl.kube.client import KSERVICES, Kube
+    from fnctl.model import DeployRequest
+
+    co, ns = client.CustomObjectsApi(api.client), api.namespace
+    kube = Kube(api.client, "contract", None, ns)
+    co.create_namespaced_custom_object(G, V, ns, "services", ksvc("race", "registry.example.com/race:1"))
+    others = {"update": lambda: co.patch_namespaced_custom_object(G, V, ns, "services", "race", {
+                  "spec": {"template": {"spec": {"containers": [{"image": "registry.example.com/race:2"}]}}}}),
+              "delete": lambda: co.delete_namespaced_custom_object(G, V, ns, "services", "race")}
+    read = kube.get
+    for other in ("update", "delete"):
+        pending = [others[other]]
+
+        def read_then_race(res, name, pending=pending):
+            obj = read(res, name)
+            if pending:             # someone else writes between fnctl's read and its update
+                pending.pop()()
+            return obj
+        kube.get = read_then_race
+        notes: list[str] = []
+        mine = knative.service_manifest(DeployRequest(name="race", source=".", template="bash"), ns,
+                                        f"registry.example.com/race:{other}", template="bash", source=".")
+        obj, before = knative.apply(kube, mine, on_conflict=notes.append)
+        kube.get = read
+        expected = {"update": "race was changed by someone else since fnctl read it",
+                    "delete": "race was deleted by someone else since fnctl read it; creating it again"}[other]
+        assert notes and notes[0].startswith(expected), notes
+        image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"registry.example.com/race:{other}"
+        stored = kube.get(KSERVICES, "race")
+        assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        if other == "update":       # read again: it replaced the other writer's update, not the first version
+            assert before["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/race:2"
+            assert obj["metadata"]["generation"] == 3
+        else:
+            assert before is None and obj["metadata"]["generation"] == 1

@@ -16,6 +16,12 @@ from tests.conftest import Recorder
 from tests.fakeengine import FakeEngine
 
 
+@pytest.fixture(autouse=True)
+def own_locks(tmp_path, monkeypatch):
+    """The per-name lock in a folder of the test's own: not shared with real deploys of `hello`."""
+    monkeypatch.setenv("FNCTL_LOCK_DIR", str(tmp_path / "locks"))
+
+
 @pytest.fixture
 def engine() -> FakeEngine:
     return FakeEngine()
@@ -119,6 +125,17 @@ def test_failed_redeploy_is_undone_and_the_old_revision_never_stops(engine, src)
     assert ("stop", "fnctl-hello-00001") not in engine.calls
     assert engine.switched == {"fnctl-hello-gateway": "fnctl-hello-00001"}
     assert ("remove", "fnctl-hello-00002") in engine.calls
+
+
+def test_a_failed_deploy_removes_the_image_it_built_and_says_so(engine, src):
+    first = deploy(engine, src).service.image
+    rec = Recorder()
+    edit(src, "v2")
+    engine.behaviour["fnctl-hello-00002"] = "exit"
+    with pytest.raises(DeployError):
+        deploy(engine, src, reporter=rec)
+    assert engine.images("fnctl/hello") == [first], "the running revision's image stays, the new one goes"
+    assert any(n.startswith("removed fnctl/hello:") and n.endswith("built by this failed deploy") for n in rec.notes)
 
 
 def test_ctrl_c_while_waiting_removes_the_new_revision(engine, src):
