@@ -34,7 +34,10 @@ sleepy() { sleep "$1"; echo "woke"; }
 closefds() { local fd; for fd in {3..255}; do eval "exec $fd>&- $fd<&-" 2>/dev/null; done; echo "closed"; }
 mortal() { [ "$1" != die ] || kill -9 $$; printf 'alive %s' "$1"; }
 newlines() { printf 'a\n\nb\n\n\n'; }
-chatty() { local i; for ((i = 1; i < $1; i++)); do echo "line $i" >&2; done; printf 'tab\tquote" backslash\\ é' >&2; return 1; }
+chatty() {
+  local i; for ((i = 1; i < $1; i++)); do echo "line $i" >&2; done
+  printf 'tab\tquote" backslash\\ é' >&2; return 1
+}
 logs() { echo "logged $1" >&2; printf done; }
 slowlog() { echo "before the timeout" >&2; sleep "$1"; }
 """
