@@ -77,19 +77,32 @@ def report_error(error: FnctlError, ctx: click.Context) -> None:
 def report_usage_error(error: click.ClickException, args: list[str]) -> None:
     """Under `-o json|yaml` a usage error click reports (unknown option, bad value) is an error object
     on stdout too, shaped as every other error; click still writes its usage text to stderr."""
-    fmt = output_asked(args)
+    ctx = getattr(error, "ctx", None)
+    fmt = output_asked(ctx, args)
     if fmt not in STRUCTURED:
         return
-    ctx = getattr(error, "ctx", None)
     hint = f"`{ctx.command_path} --help` lists its options" if ctx is not None else None
     from fnctl.redact import redact
 
     dump(UsageError(redact(error.format_message()), hint).to_dict() | {"exitCode": error.exit_code}, fmt)
 
 
-def output_asked(args: list[str]) -> str | None:
-    """The `-o/--output` value in raw arguments (the last one wins, as in click), read before
-    click has parsed them: a usage error stops parsing before the option's own callback runs."""
+def output_asked(ctx: click.Context | None, args: list[str]) -> str | None:
+    """The `-o` a command was given when a usage error stopped click before the option's callback.
+
+    The command's own parser reads its arguments again, leniently (unknown options and bad values
+    skipped), so a value that only looks like `-o json` (`--env-secret -o`) is not taken for it.
+    A group's error (`fnctl get nothing -o json`) has no command to ask: the last `-o` is taken."""
+    if ctx is not None and not isinstance(ctx.command, click.Group):
+        depth, parent = 0, ctx.parent
+        while parent is not None:
+            depth, parent = depth + 1, parent.parent
+        try:
+            again = ctx.command.make_context(ctx.info_name, list(args[depth:]), resilient_parsing=True,
+                                             ignore_unknown_options=True)
+        except click.ClickException:
+            return None
+        return again.params.get("output")
     found = None
     for i, arg in enumerate(args):
         if arg == "--":

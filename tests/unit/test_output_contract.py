@@ -147,11 +147,15 @@ def test_without_json_a_usage_error_leaves_stdout_empty(engine):
     assert result.exit_code == 2 and result.stdout == ""
 
 
-def test_output_asked_reads_raw_arguments_as_click_would():
-    assert output_asked(["get", "service", "-o", "yaml", "--output", "json"]) == "json"
-    assert output_asked(["get", "service", "--output=json"]) == "json"
-    assert output_asked(["logs", "service", "x", "--", "-o", "json"]) is None
-    assert output_asked(["get", "service", "-o"]) is None
+def test_the_output_of_a_usage_error_is_read_as_the_command_reads_it(engine):
+    # "-o" is the value of --env-secret here, and "json" the service name: the output is human.
+    result = run("deploy", "service", "--env-secret", "-o", "json", "-f", ".", "--build-template", "bash",
+                 "--bogus")
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    result = run("deploy", "svc", "x", "--env-secret", "-o", "-o", "yaml", "--bogus")
+    assert result.exit_code == 2 and yaml.safe_load(result.stdout)["error"] == "usage"
+    assert output_asked(None, ["get", "service", "-o", "yaml", "--output", "json"]) == "json"
+    assert output_asked(None, ["logs", "service", "x", "--", "-o", "json"]) is None
 
 
 def test_delete_json_says_what_was_deleted(deployed, engine):
