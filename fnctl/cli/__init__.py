@@ -92,7 +92,8 @@ def output_asked(ctx: click.Context | None, args: list[str]) -> str | None:
 
     The command's own parser reads its arguments again, leniently (unknown options and bad values
     skipped), so a value that only looks like `-o json` (`--env-secret -o`) is not taken for it.
-    A group's error (`fnctl get nothing -o json`) has no command to ask: the last `-o` is taken."""
+    A group's error (an unknown command such as "get nothing -o json") has no command to ask:
+    the last `-o` is taken."""
     if ctx is not None and not isinstance(ctx.command, click.Group):
         depth, parent = 0, ctx.parent
         while parent is not None:
