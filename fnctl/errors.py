@@ -122,3 +122,10 @@ class Interrupted(FnctlError):
 
     exit_code = 130
     kind = "interrupted"
+
+
+class InternalError(FnctlError):
+    """A bug in fnctl: an exception nothing else in this tree describes."""
+
+    exit_code = 70
+    kind = "internal"

@@ -345,7 +345,8 @@ class BuildPods:
         if code != 0:
             raise BuildError(f"the build of the {what} failed: kaniko exited with code {code}"
                              + (f" ({reason})" if reason and reason not in ("Error", "Completed") else ""),
-                             "the log tail below shows the failing step", details=details)
+                             "the log tail above shows the failing step" if details
+                             else "kaniko printed nothing fnctl could read", details=details)
         match = re.search(r"sha256:[0-9a-f]{64}", message)
         if not match:
             raise BuildError(f"kaniko finished but reported no image digest (termination message {message!r})",

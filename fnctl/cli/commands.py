@@ -8,7 +8,7 @@ from fnctl import validation
 from fnctl.cli import OUTPUT_KEY, cli, views
 from fnctl.cli import manifest as manifest_cli
 from fnctl.cli.completion import complete_build_argument, complete_service, complete_source, complete_template
-from fnctl.cli.output import TerminalReporter, dump, table
+from fnctl.cli.output import TerminalReporter, dump, log_line, table
 from fnctl.model import DeployRequest
 
 
@@ -282,11 +282,18 @@ def logs() -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
 @target_options
-def logs_service(name, follow, tail, local, cluster, context, namespace):
-    """Print service NAME's log (its serving revision's container)."""
+@output_option()
+def logs_service(name, follow, tail, local, cluster, context, namespace, output):
+    """Print service NAME's log (its serving revision's container); -o json: one object per line."""
     target = _target(TerminalReporter(), local, cluster, context, namespace)
-    for line in target.logs(validation.service_name(name), follow, tail):
-        click.echo(line)
+    lines = target.logs(validation.service_name(name), follow, tail)
+    try:
+        for line in lines:
+            log_line(name, line, output)
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        # Ctrl-C is how `-f` is meant to end: a normal, quiet exit.
 
 
 @cli.group(invoke_without_command=True)
@@ -309,23 +316,35 @@ FORCE_HELP = "[cluster] Delete it even if fnctl did not make it (no app.kubernet
 @click.argument("name", shell_complete=complete_service)
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @target_options
-def delete_service(name, force, local, cluster, context, namespace):
+@output_option()
+def delete_service(name, force, local, cluster, context, namespace, output):
     """Delete service NAME with its revisions and images."""
     reporter = TerminalReporter()
     target = _target(reporter, local, cluster, context, namespace)
     removed = target.delete(validation.service_name(name), force=force, reporter=reporter)
-    click.echo(f"Service {name} deleted" + (f": removed {', '.join(removed)}" if removed else ""))
+    _deleted("service", name, target.name, output, removed)
 
 
 @delete.command("buildtemplate")
 @click.argument("name", shell_complete=complete_template)
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @target_options
-def delete_buildtemplate(name, force, local, cluster, context, namespace):
+@output_option()
+def delete_buildtemplate(name, force, local, cluster, context, namespace, output):
     """Delete a build template stored in the cluster namespace."""
     validation.template_name(name)
     _cluster_templates("delete buildtemplate", local, context, namespace).delete(name, force=force)
-    click.echo(f"Build template {name} deleted")
+    _deleted("buildtemplate", name, "cluster", output)
+
+
+def _deleted(kind: str, name: str, target: str, output: str, removed: list[str] | None = None) -> None:
+    """`removed`: what the target removed for it (containers, images, gateway, DomainMappings, ...)."""
+    if output == "human":
+        click.echo(f"{'Build template' if kind == 'buildtemplate' else 'Service'} {name} deleted"
+                   + (f": removed {', '.join(removed)}" if removed else ""))
+    else:
+        dump({"deleted": [{"kind": kind, "name": name, **({"removed": removed} if removed else {})}],
+              "target": target}, output)
 
 
 def _has_cluster() -> bool:

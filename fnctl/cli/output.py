@@ -49,6 +49,17 @@ def dump(data: object, fmt: str) -> None:
         click.echo(yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False).rstrip())
 
 
+def log_line(service: str, line: str, fmt: str) -> None:
+    """One line of a service's log as it arrives: as is, one JSON object per line (JSON Lines),
+    or one item of a YAML list, so a followed log is valid output at every moment."""
+    if fmt == "human":
+        click.echo(line)
+    elif fmt == "json":
+        click.echo(json.dumps({"service": service, "line": line}))
+    else:
+        dump([{"service": service, "line": line}], "yaml")
+
+
 GAP = "  "
 ELLIPSIS = "..."
 NARROWEST = 8            # a shortened column keeps at least this many characters (or its header's)

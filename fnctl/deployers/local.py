@@ -203,17 +203,19 @@ class LocalDeployer:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
-        tail = engine.logs(container.id, tail=LOG_TAIL).rstrip()
+        # The log tail goes with the error (the CLI prints it between the message and the hint):
+        # the container is removed, so it is the only copy.
+        tail = engine.logs(container.id, tail=LOG_TAIL).rstrip() or "(the container printed nothing)"
         if state.status == "running":
             raise WaitTimeout(f"{container.name} did not become ready in time: it is running but not answering"
                               + (f" ({why})" if why else ""),
-                              "raise --timeout if the function starts slowly, or read its log below",
-                              details=tail or None)
+                              "raise --timeout if the function starts slowly, or read its log above",
+                              details=tail)
         raise DeployError(
             f"{container.name} exited at start with status {state.exit_code}"
             + (f": {state.error}" if state.error else ""),
-            "fix the function (its log is below); a previous version, if any, keeps serving",
-            details=tail or "(the container printed nothing)")
+            "fix the function (its log is above); a previous version, if any, keeps serving",
+            details=tail)
 
     # -- queries ------------------------------------------------------------
 
@@ -241,7 +243,7 @@ class LocalDeployer:
         return ServiceInfo(
             name=c.labels.get(labels.SERVICE, ""), target="local", url=c.labels.get(labels.URL), ready=running,
             reason=None if running else f"Exited({c.exit_code})" if c.status == "exited" else c.status.capitalize(),
-            message=None if running else (self.engine.logs(c.id, tail=5).strip() or None),
+            message=None if running else last_words(self.engine.logs(c.id, tail=6)),  # 6: one may be the ready line
             revision=c.labels.get(labels.REVISION), image=c.image, template=c.labels.get(labels.TEMPLATE),
             created=c.labels.get(labels.CREATED), env=self._env(c))
 
@@ -351,3 +353,10 @@ def _bindable(port: int) -> bool:
             return False
     return True
 
+
+
+def last_words(log: str) -> str | None:
+    """What a stopped container said last, as its status message: its log tail without the bridge's
+    readiness line, which was true once but says nothing about why it stopped."""
+    lines = [line for line in log.strip().splitlines() if not line.startswith(READY_MARKER)]
+    return "\n".join(lines[-5:]) or None

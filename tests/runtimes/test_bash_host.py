@@ -34,6 +34,12 @@ sleepy() { sleep "$1"; echo "woke"; }
 closefds() { local fd; for fd in {3..255}; do eval "exec $fd>&- $fd<&-" 2>/dev/null; done; echo "closed"; }
 mortal() { [ "$1" != die ] || kill -9 $$; printf 'alive %s' "$1"; }
 newlines() { printf 'a\n\nb\n\n\n'; }
+chatty() {
+  local i; for ((i = 1; i < $1; i++)); do echo "line $i" >&2; done
+  printf 'tab\tquote" backslash\\ é' >&2; return 1
+}
+logs() { echo "logged $1" >&2; printf done; }
+slowlog() { echo "before the timeout" >&2; sleep "$1"; }
 """
 
 
@@ -118,14 +124,41 @@ def test_nul_bytes_are_dropped_without_desynchronising(bash_fn, size):
     assert b.invoke(b"next one").body == b"next one"
 
 
-def test_handler_error_is_a_500_with_the_lambda_error(bash_fn):
-    b = bash_fn("handlers.fail")
+@pytest.mark.parametrize("transport", ["devtcp", "curl"])
+def test_handler_error_is_a_500_with_the_lambda_error(bash_fn, transport):
+    b = bash_fn("handlers.fail", FNCTL_BOOTSTRAP_TRANSPORT=transport)
     r = b.invoke(b"{}")
     assert r.status == 500
     assert r.headers["x-amz-function-error"] == "Unhandled"
-    assert r.json() == {"errorMessage": "handler fail exited with status 3", "errorType": "HandlerError"}
+    assert r.json() == {"errorMessage": "handler fail exited with status 3", "errorType": "HandlerError",
+                        "stackTrace": ["failing on purpose"]}
     assert "failing on purpose" in b.stderr
     assert b.invoke(b"{}").status == 500                 # and the runtime goes on
+
+
+def test_a_handler_errors_stack_trace_is_its_stderr_tail(bash_fn):
+    b = bash_fn("handlers.chatty")
+    r = b.invoke(b"30")
+    assert r.status == 500
+    trace = r.json()["stackTrace"]
+    assert trace == [f"line {i}" for i in range(11, 30)] + ['tab\tquote" backslash\\ é']
+    assert "line 1\n" in b.stderr and "line 29\n" in b.stderr        # the whole of it is in the log
+    assert b.invoke(b"0").json()["stackTrace"] == ['tab\tquote" backslash\\ é']   # this invocation's only
+
+
+def test_stderr_of_a_successful_invocation_reaches_the_log(bash_fn):
+    b = bash_fn("handlers.logs")
+    assert b.invoke(b"hello").body == b"done"
+    assert "logged hello\n" in b.stderr          # copied to the log before the answer was posted
+
+
+def test_stderr_of_a_timed_out_invocation_reaches_the_log(bash_fn):
+    b = bash_fn("handlers.slowlog", FUNCTION_TIMEOUT="1")
+    assert b.invoke(b"5").status == 504
+    deadline = time.monotonic() + 10       # the restarted bootstrap copies it as it starts
+    while "before the timeout" not in b.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "bootstrap: the stopped invocation's stderr:\nbefore the timeout\n" in b.stderr
 
 
 def test_request_id_and_deadline_are_exported(bash_fn):

@@ -86,6 +86,20 @@ def test_node4_init_error_fails_the_deploy(service):
     assert "Cannot find module 'missing'" in r.err + r.out
 
 
+@pytest.mark.parametrize("files,handler,where", [
+    ({"bad.js": "exports.handler = async () => {\n  return (1 + ;\n};\n"}, "bad.handler", "bad.js:2"),
+    ({"bad.mjs": "export const handler = async () => {\n\n  return (1 + ;\n};\n"}, "bad.handler", "bad.mjs:3"),
+])
+def test_node4_syntax_error_names_file_and_line(service, tmp_path, files, handler, where):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    r = deploy(service(), tmp_path, "node4", f"HANDLER={handler}", ok=False)
+    assert r.code == 6, r
+    log = json.loads(r.out)["details"]                 # the container's log tail
+    assert f"Runtime.UserCodeSyntaxError: SyntaxError: Unexpected token ';' ({where})\n" in log + "\n"
+    assert f"/var/task/{where}\n  return (1 + ;\n" in log     # the line itself, under its location
+
+
 def test_node4_npm_ci_installs_production_dependencies(service):
     url = deploy(service(), FIXTURES / "node-deps", "node4")["url"]
     assert http(url, '{"name": "Ada"}').json() == {"greeting": "greetings, Ada", "devDependency": "not installed"}
@@ -202,6 +216,28 @@ def test_python_init_error_fails_the_deploy(service):
     r = deploy(service(), FIXTURES / "python", "python", "HANDLER=handlers.nope", ok=False)
     assert r.code != 0
     assert "Handler 'nope' missing on module 'handlers'" in r.err + r.out
+
+
+def test_python_import_error_shows_the_functions_frames(service):
+    r = deploy(service(), FIXTURES / "python" / "broken", "python", "HANDLER=importerror.handler", ok=False)
+    assert r.code == 6, r
+    log = json.loads(r.out)["details"]
+    assert 'File "/var/task/importerror.py", line 1, in <module>' in log
+    assert "/var/runtime/bootstrap" not in log and "importlib" not in log
+
+
+# -- bash -------------------------------------------------------------------------------
+
+def test_bash_handler_error_has_its_stderr_tail_as_stack_trace(service, tmp_path):
+    (tmp_path / "function.sh").write_text(
+        'handler() {\n  echo "checking $1" >&2\n  echo "no such user: $1" >&2\n  return 2\n}\n')
+    name = service()
+    url = deploy(name, tmp_path, "bash")["url"]
+    r = http(url, "ada")
+    assert r.status == 500
+    assert r.json() == {"errorMessage": "handler handler exited with status 2", "errorType": "HandlerError",
+                        "stackTrace": ["checking ada", "no such user: ada"]}
+    assert "no such user: ada" in fnctl("logs", "service", name, "--local").out
 
 
 # -- go -------------------------------------------------------------------------------

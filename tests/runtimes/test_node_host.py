@@ -145,6 +145,27 @@ def test_load_failures_are_init_errors(start_bridge, node_binary, handler, root,
     assert error_type in b.stderr
 
 
+@pytest.mark.parametrize("files,handler,where", [
+    ({"syntax.js": "exports.handler = async () => {\n  return (1 + ;\n};\n"}, "syntax.handler", "syntax.js:2"),
+    ({"app.mjs": "export const handler = async () => {\n\n  return [1,;\n};\n"}, "app.handler", "app.mjs:3"),
+    ({"package.json": '{"type": "module"}', "src/index.js": "export const handler = () => {\n  let = = 1;\n};\n"},
+     "src/index.handler", "src/index.js:2"),
+    ({"outer.js": "exports.handler = require('./lib/inner');\n", "lib/inner.js": "\n\nmodule.exports = ) =>;\n"},
+     "outer.handler", "lib/inner.js:3"),
+])
+def test_a_syntax_error_names_its_file_and_line(start_bridge, node_binary, tmp_path, files, handler, where):
+    """CommonJS (the file required, or one it requires) and ES modules, where V8's SyntaxError alone
+    carries no location."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    b = start_bridge(BOOTSTRAP, tmp_path, {"_HANDLER": handler}, ready=False)
+    assert b.wait_exit() == 1
+    failed = next(line for line in b.stderr.splitlines() if "runtime failed to start" in line)
+    assert "Runtime.UserCodeSyntaxError: SyntaxError: " in failed and failed.endswith(f"({where})")
+    assert f"{tmp_path / where}\n" in b.stderr                  # the log shows the line and its caret
+
+
 def test_api_gateway_mapping(node):
     b = node("handlers.landing", EVENT="API_GATEWAY")
     r = b.invoke(None, path="/landing?name=Ada")

@@ -109,6 +109,20 @@ def test_load_failures_are_init_errors(start_bridge, python_binary, tmp_path, ha
     assert error_type in b.stderr
 
 
+@pytest.mark.parametrize("handler,line", [
+    ("importerror.handler", "import module_that_does_not_exist"),
+    ("boom.handler", 'raise RuntimeError("module initialisation blew up")'),
+])
+def test_an_import_error_shows_the_functions_frames_only(start_bridge, python_binary, handler, line):
+    b = start_bridge(BOOTSTRAP, PY / "broken", {"_HANDLER": handler}, ready=False)
+    assert b.wait_exit() == 1
+    trace = b.stderr.split("Traceback (most recent call last):\n", 1)[1]
+    assert f'{handler.split(".")[0]}.py", line 1, in <module>' in trace and line in trace
+    # Not the bootstrap's own frames, nor the import machinery it loads the module through.
+    assert "bootstrap" not in trace.split("fnctl-bridge:")[0]
+    assert "importlib" not in trace and "load_handler" not in trace
+
+
 def test_requirements_folder_is_on_the_path(start_bridge, python_binary, tmp_path):
     deps = tmp_path / "deps"
     deps.mkdir()
