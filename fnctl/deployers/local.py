@@ -287,16 +287,15 @@ class LocalDeployer:
         tags = self.engine.images(f"fnctl/{name}")
         if not found and not tags and self.gateways.find(name) is None:
             raise self._not_found(name)
+        had_gateway = self.gateways.remove(name)   # the port goes first: no request meets a stopping revision
         removed = []
-        if self.gateways.remove(name):          # the port goes first: no request meets a stopping revision
-            removed.append(f"gateway {gateway.container_name(name)}")
         for c in found:
             self.engine.stop(c.id, timeout=5)
             self.engine.remove(c.id)
             removed.append(f"container {c.name}")
         self.engine.remove_network(gateway.network(name))
         removed += [f"image {tag}" for tag in tags if self.engine.remove_image(tag)]
-        return removed
+        return removed + ([f"gateway {gateway.container_name(name)}"] if had_gateway else [])
 
     def labelled(self, key: str, value: str) -> list[str]:
         """The services whose containers carry the label key=value (e.g. their manifest's service)."""
