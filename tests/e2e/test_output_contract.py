@@ -38,7 +38,9 @@ def test_logs_and_delete_speak_json(echo):
     assert any(entry["line"].startswith("fnctl-bridge: ready") for entry in lines)
     r = fnctl("delete", "svc", service, "--local", "-o", "json")
     assert r.code == 0, r
-    assert json.loads(r.out) == {"deleted": [{"kind": "service", "name": service}], "target": "local"}
+    answer = json.loads(r.out)
+    assert answer["target"] == "local" and [(d["kind"], d["name"]) for d in answer["deleted"]] == [("service", service)]
+    assert f"container fnctl-{service}-00001" in answer["deleted"][0]["removed"]
     r = fnctl("describe", "ksvc", service, "--local", "-o", "json")
     assert r.code == 3 and json.loads(r.out)["error"] == "not-found"
 
