@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fnctl import config, handlers, redeploy, source, templates, validation
-from fnctl.errors import Interrupted
+from fnctl.errors import FnctlError, Interrupted
 from fnctl.model import PHASES, SOURCE, BuiltImage, DeployRequest, DeployResult, RecordedSettings, Reporter, ServiceInfo
 from fnctl.redact import redact
 from fnctl.source import size
@@ -140,7 +140,14 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
                 prepared = ready_made(request)
             else:
                 clock.phase(SOURCE, redact(request.source))
-                prepared = prepare(request, template, builder.image_config)
+                try:
+                    prepared = prepare(request, template, builder.image_config)
+                except FnctlError as e:
+                    if kept:     # a value the deployed service had may not fit this source
+                        e.hint = ((e.hint + "; ") if e.hint else "") + (
+                            "some build arguments were kept from the deployed service: --reset starts "
+                            "from the template's defaults, --build-argument NAME- drops one")
+                    raise
                 line, warning = size.report(prepared.files, config.load().build.context_warning)
                 clock.note(warning or line)          # a remark, not build output: shown with -q too
         except KeyboardInterrupt:
