@@ -18,19 +18,6 @@ PROG = "fnctl"
 COMPLETE_VAR = "_FNCTL_COMPLETE"        # click's default for prog_name fnctl
 
 
-class _Silent:
-    """A Reporter that keeps completion quiet (a note on stderr would garble the shell's line)."""
-
-    def phase(self, name: str, detail: str = "") -> None:
-        pass
-
-    def log(self, line: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-
 def _target_args(ctx: click.Context) -> dict:
     p = ctx.params
     return {"local": bool(p.get("local")), "cluster": bool(p.get("cluster")), "context": p.get("context"),
@@ -39,9 +26,10 @@ def _target_args(ctx: click.Context) -> dict:
 
 def complete_service(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     from fnctl.app import choose_target
+    from fnctl.pipeline import Silent  # a note on stderr would garble the shell's line
 
     try:
-        services = choose_target(_Silent(), **_target_args(ctx)).list()
+        services = choose_target(Silent(), **_target_args(ctx)).list()
     except Exception:        # noqa: BLE001 - no engine, no cluster, no rights: nothing to offer
         return []
     return [CompletionItem(s.name, help=s.url or "") for s in services if s.name.startswith(incomplete)]
