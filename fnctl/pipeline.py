@@ -143,7 +143,7 @@ def deploy(request: DeployRequest, builder: Builder, deployer: Deployer, reporte
                 try:
                     prepared = prepare(request, template, builder.image_config)
                 except FnctlError as e:
-                    if kept:     # a value the deployed service had may not fit this source
+                    if kept and not request.reset:    # a kept value may not fit this source
                         e.hint = ((e.hint + "; ") if e.hint else "") + (
                             "some build arguments were kept from the deployed service: --reset starts "
                             "from the template's defaults, --build-argument NAME- drops one")

@@ -99,3 +99,18 @@ def test_a_deploy_overtaken_while_it_waits_says_which_update_serves(fake, functi
     assert result.service.revision == "hello-00002" and result.service.env == {"BY": "other"}
     assert ("hello was updated again by someone else while this deploy waited (generation 2, this deploy's was 1): "
             "that update serves now") in rec.notes
+
+
+def test_a_kept_build_argument_that_does_not_fit_the_new_source_says_how_to_drop_it(fake, greet_dir, tmp_path):
+    (greet_dir / "sub").mkdir()
+    (greet_dir / "sub" / "function.sh").write_text('handler () {\n  echo "$1"\n}\n')
+    cluster_target().deploy(request(greet_dir, build_args={"DIRECTORY": "sub"}), Recorder())
+    other = tmp_path / "other"          # another source, without the folder DIRECTORY names
+    other.mkdir()
+    (other / "function.sh").write_text('handler () {\n  echo "$1"\n}\n')
+    with pytest.raises(errors.FnctlError) as failed:
+        cluster_target().deploy(request(other), Recorder())
+    assert "DIRECTORY 'sub' does not exist" in failed.value.message
+    assert "kept from the deployed service: --reset" in failed.value.hint
+    # --reset is the way out it names, and it works.
+    assert cluster_target().deploy(request(other, reset=True), Recorder()).service.name == "hello"
