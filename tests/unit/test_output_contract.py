@@ -141,7 +141,7 @@ def test_usage_error_under_json_is_an_error_object_on_stdout(path, engine):
 
 
 @pytest.mark.parametrize("args,said", [
-    (["deploy", "service", "x", "-f", ".", "--build-templat", "go"], "Did you mean"),
+    (["deploy", "service", "x", "-f", ".", "--build-templat", "go"], "--build-template"),
     (["deploy", "service", "x", "-f", ".", "--build-template", "bash", "--concurrency", "-1"], "--concurrency"),
     (["logs", "service", "x", "--tail", "many"], "--tail"),
     (["describe", "service"], "Missing argument 'NAME'"),
