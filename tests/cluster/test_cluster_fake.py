@@ -342,16 +342,15 @@ def test_wait_timeout_says_what_it_was_waiting_for(fake, function_dir):
     assert "was not ready within 2s; still waiting for" in info.value.message
 
 
-def test_dropped_watch_is_resumed_from_the_last_resource_version(fake, function_dir):
-    fake.watch_drop_after = 1
-    fake.knative.delay = 1.5
-
-    def touch_while_waiting():     # a label change: one more event, so the first watch drops before Ready
+def update_while_watched(fake, change) -> threading.Thread:
+    """Once the deploy watches the Service, apply `change` to it as someone else would (retrying
+    when a status write lands first); the thread it runs in, started."""
+    def update() -> None:
         end = time.monotonic() + 20
         while time.monotonic() < end:
             if any(r[2].get("watch") == "true" and "/services" in r[1] for r in list(fake.requests)):
                 obj = fake.get("services.serving.knative.dev", "hello")
-                obj["metadata"]["labels"]["touched"] = "yes"
+                change(obj)
                 try:
                     fake.store.update(fake_rt(), "default", "hello", obj)
                     return
@@ -359,8 +358,19 @@ def test_dropped_watch_is_resumed_from_the_last_resource_version(fake, function_
                     continue
             time.sleep(0.02)
 
-    toucher = threading.Thread(target=touch_while_waiting, daemon=True)
-    toucher.start()
+    thread = threading.Thread(target=update, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_dropped_watch_is_resumed_from_the_last_resource_version(fake, function_dir):
+    fake.watch_drop_after = 1
+    fake.knative.delay = 1.5
+
+    def touch(obj: dict) -> None:      # a label change: one more event, so the first watch drops before Ready
+        obj["metadata"]["labels"]["touched"] = "yes"
+
+    toucher = update_while_watched(fake, touch)
     result = cluster_target().deploy(request(function_dir), Recorder())
     toucher.join()
     assert result.service.ready

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 
 from fnctl import errors
 from fnctl.app import cluster_target
 from fnctl.model import DeployRequest
-from tests.cluster.test_cluster_fake import fake_rt
+from tests.cluster.test_cluster_fake import update_while_watched
 from tests.conftest import Recorder
 
 pytest.importorskip("tests.fakekube")
@@ -78,21 +76,10 @@ def test_a_deploy_overtaken_while_it_waits_says_which_update_serves(fake, functi
     instead of reporting the other's revision as its own."""
     fake.knative.delay = 1.0
 
-    def overtake():
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
-            if any(r[2].get("watch") == "true" and "/services" in r[1] for r in list(fake.requests)):
-                obj = fake.get(KSVC, "hello")
-                obj["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "BY", "value": "other"}]
-                try:
-                    fake.store.update(fake_rt(), "default", "hello", obj)
-                    return
-                except Exception:      # noqa: BLE001 - a status write came first: read again
-                    continue
-            time.sleep(0.02)
+    def overtake(obj: dict) -> None:
+        obj["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "BY", "value": "other"}]
 
-    other = threading.Thread(target=overtake, daemon=True)
-    other.start()
+    other = update_while_watched(fake, overtake)
     rec = Recorder()
     result = cluster_target().deploy(request(function_dir), rec)
     other.join()
